@@ -1,0 +1,9 @@
+//! tidb-gitops: an offline compiler from a TiDB cluster description and a node
+//! storage inventory to placement decisions (and, later, Kubernetes manifests).
+//!
+//! The pipeline is a chain of pure stages; IO happens only in `cli`.
+//! See ARCHITECTURE.md for the code map.
+
+pub mod generate;
+pub mod names;
+pub mod quantity;
