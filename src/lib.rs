@@ -4,6 +4,13 @@
 //! The pipeline is a chain of pure stages; IO happens only in `cli`.
 //! See ARCHITECTURE.md for the code map.
 
+pub mod diag;
 pub mod generate;
+pub mod input;
 pub mod names;
 pub mod quantity;
+pub mod spanned;
+pub mod lock;
+pub mod model;
+pub mod validate;
+pub mod place;

@@ -1,0 +1,647 @@
+//! Turns the input files into the domain model, checking every rule of
+//! DESIGN §2 and reporting all problems at once.
+//!
+//! Each check pushes a diagnostic and carries on with a placeholder value, so
+//! one run lists everything wrong in both files. The model is returned only
+//! when no check failed; warnings travel alongside it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use crate::diag::{Diagnostic, FileKind};
+use crate::input::{self, ClusterFile, InventoryFile, QuantityText, ResourceMap, ServiceType};
+use crate::model::*;
+use crate::names;
+use crate::quantity::Quantity;
+use crate::spanned::Sp;
+
+/// The registry of the official images.
+pub const DEFAULT_REGISTRY: &str = "pingcap";
+
+/// The longest cluster name: the longest generated names append a component,
+/// an instance ordinal and a hash to it and must stay within Kubernetes' limits.
+pub const MAX_CLUSTER_NAME: usize = 40;
+
+/// Validates both files. Either may be missing (it failed to parse); the other
+/// is still checked so the user sees all problems in one run.
+pub fn validate(
+    cluster: Option<&ClusterFile>,
+    inventory: Option<&InventoryFile>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Model> {
+    let errors_before = diagnostics.iter().filter(|d| d.is_error()).count();
+    let mut v = Validator { diagnostics };
+    let cluster = cluster.map(|c| v.cluster(c));
+    let inventory = inventory.map(|i| v.inventory(i));
+    if let (Some(cluster), Some(inventory)) = (&cluster, &inventory) {
+        v.labels_cover_topology(cluster, inventory);
+    }
+    let errors_after = v.diagnostics.iter().filter(|d| d.is_error()).count();
+    match (cluster, inventory) {
+        (Some(cluster), Some(inventory)) if errors_after == errors_before => Some(Model { cluster, inventory }),
+        _ => None,
+    }
+}
+
+struct Validator<'d> {
+    diagnostics: &'d mut Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, file: FileKind, span: Range<usize>, message: impl Into<String>, hint: impl Into<String>) {
+        self.diagnostics
+            .push(Diagnostic::error(message).at(file, span).label("here").hint(hint));
+    }
+
+    fn name_check(&mut self, file: FileKind, what: &str, value: &Sp<String>, result: Result<(), names::NameError>) {
+        if let Err(e) = result {
+            self.error(file, value.span(), format!("invalid {what} `{}`: {}", value.value, e.reason), e.hint);
+        }
+    }
+
+    fn quantity(&mut self, file: FileKind, what: &str, text: &Sp<QuantityText>) -> Quantity {
+        match Quantity::parse(&text.value.0) {
+            Ok(q) => q,
+            Err(e) => {
+                self.error(file, text.span(), format!("invalid {what} `{}`: {e}", text.value.0), e.hint());
+                Quantity::from_units(1)
+            }
+        }
+    }
+
+    fn count(&mut self, file: FileKind, what: &str, value: &Sp<i64>, min: i64) -> u32 {
+        if value.value < min || value.value > i64::from(u32::MAX) {
+            self.error(
+                file,
+                value.span(),
+                format!("{what} must be at least {min}, not {}", value.value),
+                format!("set {what} to a whole number of at least {min}"),
+            );
+            return min.max(0) as u32;
+        }
+        value.value as u32
+    }
+
+    fn resources(&mut self, file: FileKind, what: &str, map: &ResourceMap) -> Resources {
+        let mut out = Resources::new();
+        for (name, quantity) in map {
+            if let Err(e) = names::label_key(&name.value) {
+                self.error(
+                    file,
+                    name.span(),
+                    format!("invalid resource name `{}` in {what}: {}", name.value, e.reason),
+                    e.hint,
+                );
+            }
+            out.insert(name.value.clone(), self.quantity(file, &format!("{what}.{}", name.value), quantity));
+        }
+        out
+    }
+
+    fn tolerations(&mut self, what: &str, tolerations: &[input::Toleration], span: Range<usize>) {
+        use input::{TaintEffect, TolerationOperator};
+        for (i, t) in tolerations.iter().enumerate() {
+            let operator = t.operator.unwrap_or(TolerationOperator::Equal);
+            let problem = if operator == TolerationOperator::Exists && t.value.as_deref().is_some_and(|v| !v.is_empty()) {
+                Some("a toleration with operator Exists must not have a value")
+            } else if t.key.as_deref().unwrap_or("").is_empty() && operator != TolerationOperator::Exists {
+                Some("a toleration without a key must use operator Exists")
+            } else if t.toleration_seconds.is_some() && t.effect != Some(TaintEffect::NoExecute) {
+                Some("tolerationSeconds is only valid with effect NoExecute")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.error(
+                    FileKind::Cluster,
+                    span.clone(),
+                    format!("{what}.tolerations[{i}]: {problem}"),
+                    "write tolerations as Kubernetes does (key, operator, value, effect, tolerationSeconds)",
+                );
+            }
+        }
+    }
+
+    fn requests_within_limits(&mut self, what: &str, requests: &Resources, limits: &Resources, map: &ResourceMap) {
+        for (name, request) in requests {
+            if let Some(limit) = limits.get(name) {
+                if request > limit {
+                    let span = map.get_key_value(name.as_str()).map(|(k, _)| k.span()).unwrap_or(0..0);
+                    self.error(
+                        FileKind::Cluster,
+                        span,
+                        format!("{what}.requests.{name} ({request}) is more than its limit ({limit})"),
+                        "a request can be at most the limit; raise the limit or lower the request",
+                    );
+                }
+            }
+        }
+    }
+
+    fn media(&mut self, file: FileKind, media: &Option<Sp<String>>) -> Option<String> {
+        let media = media.as_ref()?;
+        if let Err(e) = names::label_value(&media.value).and_then(|_| {
+            if media.value.is_empty() {
+                Err(names::NameError {
+                    reason: "media tag is empty".into(),
+                    hint: "remove the key, or name the media (nvme, ssd, ...)".into(),
+                })
+            } else {
+                Ok(())
+            }
+        }) {
+            self.error(file, media.span(), format!("invalid media `{}`: {}", media.value, e.reason), e.hint);
+        }
+        Some(media.value.clone())
+    }
+
+    // -----------------------------------------------------------------------
+    // cluster.toml
+
+    fn cluster(&mut self, file: &ClusterFile) -> Cluster {
+        const F: FileKind = FileKind::Cluster;
+        let c = &file.cluster;
+        self.name_check(F, "cluster name", &c.name, names::dns1035_label(&c.name.value, MAX_CLUSTER_NAME));
+        let namespace = match &c.namespace {
+            Some(ns) => {
+                self.name_check(F, "namespace", ns, names::dns1123_label(&ns.value));
+                ns.value.clone()
+            }
+            None => c.name.value.clone(),
+        };
+        let version = self.version(&c.version);
+        let registry = match &c.registry {
+            Some(r) => {
+                let ok = !r.value.is_empty()
+                    && !r.value.ends_with('/')
+                    && !r.value.starts_with('/')
+                    && r.value
+                        .chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-/:".contains(ch));
+                if !ok {
+                    self.error(
+                        F,
+                        r.span(),
+                        format!("invalid registry `{}`", r.value),
+                        "write a registry and repository prefix such as `pingcap` or `registry.example.com:5000/pingcap`, without a trailing slash",
+                    );
+                }
+                r.value.clone()
+            }
+            None => DEFAULT_REGISTRY.to_string(),
+        };
+        let topology = self.topology(&file.topology);
+        let pd = self.stateful(
+            Component::Pd,
+            &file.pd.replicas,
+            &file.pd.storage,
+            &file.pd.media,
+            None,
+            &file.pd.requests,
+            &file.pd.limits,
+            &file.pd.tolerations,
+            &file.pd.config,
+        );
+        if pd.replicas % 2 == 0 {
+            self.diagnostics.push(
+                Diagnostic::warning(format!(
+                    "{} PD members tolerate no more failures than {}",
+                    pd.replicas,
+                    pd.replicas - 1
+                ))
+                .at(F, file.pd.replicas.span())
+                .label("even")
+                .hint("use an odd number of PD members (1, 3 or 5)"),
+            );
+        }
+        let tikv = self.stateful(
+            Component::Tikv,
+            &file.tikv.replicas,
+            &file.tikv.storage,
+            &file.tikv.media,
+            file.tikv.max_per_node.as_ref(),
+            &file.tikv.requests,
+            &file.tikv.limits,
+            &file.tikv.tolerations,
+            &file.tikv.config,
+        );
+        if u64::from(tikv.replicas) < topology.max_replicas {
+            self.diagnostics.push(
+                Diagnostic::warning(format!(
+                    "{} TiKV cannot hold {} replicas of each Region",
+                    tikv.replicas, topology.max_replicas
+                ))
+                .at(F, file.tikv.replicas.span())
+                .label("fewer than topology.max_replicas")
+                .hint("raise tikv.replicas or lower topology.max_replicas"),
+            );
+        }
+        let tidb = self.tidb(&file.tidb);
+        if let Some(backup) = &file.backup {
+            self.backup(backup);
+        }
+        let mut restore_names = BTreeSet::new();
+        for r in &file.restore {
+            self.name_check(F, "restore name", &r.name, names::dns1123_label(&r.name.value));
+            if !restore_names.insert(r.name.value.as_str()) {
+                self.error(F, r.name.span(), format!("restore `{}` is declared twice", r.name.value), "give each [[restore]] its own name");
+            }
+            self.storage_url(&r.from);
+        }
+        let acknowledgements = file
+            .acknowledge
+            .iter()
+            .map(|a| {
+                let ok = a.change.value.len() >= 8 && a.change.value.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase());
+                if !ok {
+                    self.error(
+                        F,
+                        a.change.span(),
+                        format!("invalid change hash `{}`", a.change.value),
+                        "copy the change hash that `tidb-gitops plan` printed (lowercase hexadecimal)",
+                    );
+                }
+                if a.reason.value.trim().is_empty() {
+                    self.error(F, a.reason.span(), "an acknowledgement needs a reason", "say why the change is safe, for the reviewers");
+                }
+                Acknowledgement {
+                    change: a.change.value.clone(),
+                    reason: a.reason.value.clone(),
+                }
+            })
+            .collect();
+        Cluster {
+            name: c.name.value.clone(),
+            namespace,
+            version,
+            registry,
+            topology,
+            pd,
+            tikv,
+            tidb,
+            backup: file.backup.clone(),
+            restores: file.restore.clone(),
+            acknowledgements,
+        }
+    }
+
+    fn version(&mut self, text: &Sp<String>) -> Version {
+        let parsed = (|| {
+            let rest = text.value.strip_prefix('v')?;
+            let (numbers, suffix) = match rest.find(['-', '+']) {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            let mut parts = numbers.split('.');
+            let mut next = || -> Option<u64> {
+                let p = parts.next()?;
+                if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
+                    return None;
+                }
+                p.parse().ok()
+            };
+            let (major, minor, patch) = (next()?, next()?, next()?);
+            if parts.next().is_some() || !suffix.chars().all(|c| c.is_ascii_alphanumeric() || "-+.".contains(c)) || suffix.len() > 64 {
+                return None;
+            }
+            Some(Version {
+                major,
+                minor,
+                patch,
+                suffix: suffix.to_string(),
+                text: text.value.clone(),
+            })
+        })();
+        parsed.unwrap_or_else(|| {
+            self.error(
+                FileKind::Cluster,
+                text.span(),
+                format!("invalid version `{}`", text.value),
+                "write the TiDB release tag, such as `v8.5.1`",
+            );
+            Version {
+                major: 0,
+                minor: 0,
+                patch: 0,
+                suffix: String::new(),
+                text: text.value.clone(),
+            }
+        })
+    }
+
+    fn topology(&mut self, t: &input::TopologySection) -> Topology {
+        const F: FileKind = FileKind::Cluster;
+        let mut labels: Vec<String> = Vec::new();
+        let mut host_listed = false;
+        match &t.location_labels {
+            Some(list) => {
+                if list.value.is_empty() {
+                    self.error(F, list.span(), "location_labels is empty", "list label keys coarse to fine, such as [\"zone\", \"host\"], or remove the key for [\"host\"]");
+                }
+                for (i, label) in list.value.iter().enumerate() {
+                    self.name_check(F, "location label", label, names::label_key(&label.value));
+                    if labels.contains(&label.value) {
+                        self.error(F, label.span(), format!("location label `{}` is listed twice", label.value), "list each label once");
+                    }
+                    if label.value == "host" {
+                        host_listed = true;
+                        if i + 1 != list.value.len() {
+                            self.error(F, label.span(), "`host` must be the last location label", "list labels coarse to fine; `host` (the node) is the finest");
+                        }
+                    }
+                    labels.push(label.value.clone());
+                }
+            }
+            None => host_listed = true,
+        }
+        if !labels.iter().any(|l| l == "host") {
+            labels.push("host".to_string());
+        }
+        let (isolation_level, isolation_span) = match &t.isolation_level {
+            Some(level) => {
+                let listed = labels.contains(&level.value) && (level.value != "host" || host_listed);
+                if !listed {
+                    let known: Vec<&str> = labels.iter().map(String::as_str).filter(|l| *l != "host" || host_listed).collect();
+                    let hint = match crate::diag::nearest(&level.value, known.iter().copied()) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None => format!("use one of location_labels: {}", known.join(", ")),
+                    };
+                    self.error(F, level.span(), format!("isolation_level `{}` is not one of location_labels", level.value), hint);
+                }
+                (Some(level.value.clone()), level.span())
+            }
+            None => (None, 0..0),
+        };
+        let max_replicas = match &t.max_replicas {
+            Some(m) => u64::from(self.count(F, "topology.max_replicas", m, 1)),
+            None => 3,
+        };
+        Topology {
+            location_labels: labels,
+            host_listed,
+            isolation_level,
+            isolation_span,
+            max_replicas,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn stateful(
+        &mut self,
+        component: Component,
+        replicas: &Sp<i64>,
+        storage: &Sp<QuantityText>,
+        media: &Option<Sp<String>>,
+        max_per_node: Option<&Sp<i64>>,
+        requests: &ResourceMap,
+        limits: &ResourceMap,
+        tolerations: &[input::Toleration],
+        config: &Option<Sp<input::ConfigTable>>,
+    ) -> Stateful {
+        const F: FileKind = FileKind::Cluster;
+        let c = component.as_str();
+        let replicas_n = self.count(F, &format!("{c}.replicas"), replicas, 1);
+        let storage = self.quantity(F, &format!("{c}.storage"), storage);
+        let media = self.media(F, media);
+        let max_per_node = max_per_node.map(|m| self.count(F, &format!("{c}.max_per_node"), m, 1));
+        let requests_q = self.resources(F, &format!("{c}.requests"), requests);
+        let limits_q = self.resources(F, &format!("{c}.limits"), limits);
+        self.requests_within_limits(c, &requests_q, &limits_q, requests);
+        self.tolerations(c, tolerations, replicas.span());
+        Stateful {
+            component,
+            replicas: replicas_n,
+            replicas_span: replicas.span(),
+            storage,
+            media,
+            max_per_node,
+            requests: requests_q,
+            limits: limits_q,
+            tolerations: tolerations.to_vec(),
+            config: config.as_ref().map(|c| c.value.0.clone()).unwrap_or_default(),
+        }
+    }
+
+    fn tidb(&mut self, t: &input::TidbSection) -> Tidb {
+        const F: FileKind = FileKind::Cluster;
+        let replicas = self.count(F, "tidb.replicas", &t.replicas, 1);
+        let requests = self.resources(F, "tidb.requests", &t.requests);
+        let limits = self.resources(F, "tidb.limits", &t.limits);
+        self.requests_within_limits("tidb", &requests, &limits, &t.requests);
+        self.tolerations("tidb", &t.tolerations, t.replicas.span());
+        let service_type = t
+            .service
+            .as_ref()
+            .and_then(|s| s.service_type.as_ref())
+            .map_or(ServiceType::ClusterIP, |s| s.value);
+        let mut service_annotations = BTreeMap::new();
+        if let Some(service) = &t.service {
+            for (key, value) in &service.annotations {
+                self.name_check(F, "annotation key", key, names::label_key(&key.value));
+                service_annotations.insert(key.value.clone(), value.value.clone());
+            }
+        }
+        if let Some(secret) = &t.root_password_secret {
+            self.name_check(F, "Secret name", secret, names::dns1123_subdomain(&secret.value));
+        }
+        if service_type == ServiceType::LoadBalancer && t.root_password_secret.is_none() {
+            let span = t
+                .service
+                .as_ref()
+                .and_then(|s| s.service_type.as_ref())
+                .map_or(t.replicas.span(), |s| s.span());
+            self.error(
+                F,
+                span,
+                "a LoadBalancer TiDB service needs tidb.root_password_secret",
+                "a public endpoint with an empty root password is an open database: create a Secret with the password and name it in `root_password_secret`",
+            );
+        }
+        Tidb {
+            replicas,
+            requests,
+            limits,
+            tolerations: t.tolerations.clone(),
+            service_type,
+            service_annotations,
+            root_password_secret: t.root_password_secret.as_ref().map(|s| s.value.clone()),
+            config: t.config.as_ref().map(|c| c.value.0.clone()).unwrap_or_default(),
+        }
+    }
+
+    fn backup(&mut self, b: &input::BackupSection) {
+        const F: FileKind = FileKind::Cluster;
+        let fields: Vec<&str> = b.schedule.value.split_whitespace().collect();
+        if fields.len() != 5 {
+            self.error(
+                F,
+                b.schedule.span(),
+                format!("invalid schedule `{}`: a cron schedule has five fields, this one has {}", b.schedule.value, fields.len()),
+                "write minute hour day-of-month month day-of-week, such as \"0 2 * * *\" (02:00 UTC daily)",
+            );
+        }
+        if let Some(keep) = &b.keep {
+            self.count(F, "backup.keep", keep, 1);
+        }
+        let stores = [b.s3.is_some(), b.gcs.is_some(), b.azblob.is_some()].iter().filter(|x| **x).count();
+        if stores != 1 {
+            self.error(
+                F,
+                b.schedule.span(),
+                format!("[backup] needs exactly one storage table, found {stores}"),
+                "add one of [backup.s3], [backup.gcs] or [backup.azblob]",
+            );
+        }
+        let secrets = [
+            b.s3.as_ref().and_then(|s| s.secret.as_ref()),
+            b.gcs.as_ref().and_then(|s| s.secret.as_ref()),
+            b.azblob.as_ref().and_then(|s| s.secret.as_ref()),
+        ];
+        for secret in secrets.into_iter().flatten() {
+            self.name_check(F, "Secret name", secret, names::dns1123_subdomain(&secret.value));
+        }
+    }
+
+    fn storage_url(&mut self, from: &Sp<String>) {
+        let ok = ["s3://", "gcs://", "gs://", "azure://", "azblob://"]
+            .iter()
+            .any(|scheme| from.value.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')));
+        if !ok {
+            self.error(
+                FileKind::Cluster,
+                from.span(),
+                format!("invalid backup location `{}`", from.value),
+                "write a URL such as s3://bucket/prefix, gcs://bucket/prefix or azure://container/prefix",
+            );
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // inventory.toml
+
+    fn inventory(&mut self, file: &InventoryFile) -> Inventory {
+        const F: FileKind = FileKind::Inventory;
+        let mut nodes: Vec<Node> = Vec::with_capacity(file.node.len());
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for entry in &file.node {
+            self.name_check(F, "node name", &entry.name, names::node_name(&entry.name.value));
+            if let Some(first) = seen.insert(entry.name.value.as_str(), entry.name.span.start) {
+                let _ = first;
+                self.error(
+                    F,
+                    entry.name.span(),
+                    format!("node `{}` is declared twice", entry.name.value),
+                    "each [[node]] needs its own name; merge the two entries",
+                );
+                continue;
+            }
+            nodes.push(self.node(entry));
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Inventory { nodes }
+    }
+
+    fn node(&mut self, entry: &input::NodeEntry) -> Node {
+        const F: FileKind = FileKind::Inventory;
+        let mut labels = BTreeMap::new();
+        for (key, value) in &entry.labels {
+            if key.value == "host" {
+                self.error(
+                    F,
+                    key.span(),
+                    "the `host` label is implicit",
+                    "remove it: a node's host is its name",
+                );
+                continue;
+            }
+            self.name_check(F, "label key", key, names::label_key(&key.value));
+            self.name_check(F, "label value", value, names::label_value(&value.value));
+            labels.insert(key.value.clone(), value.value.clone());
+        }
+        labels.insert("host".to_string(), entry.name.value.clone());
+        let allocatable = (!entry.allocatable.is_empty())
+            .then(|| self.resources(F, &format!("allocatable of node `{}`", entry.name.value), &entry.allocatable));
+        let mut dirs: Vec<Dir> = Vec::with_capacity(entry.dir.len());
+        for d in &entry.dir {
+            let valid_path = match names::host_path(&d.path.value) {
+                Ok(()) => true,
+                Err(e) => {
+                    self.error(F, d.path.span(), format!("invalid directory path `{}`: {}", d.path.value, e.reason), e.hint);
+                    false
+                }
+            };
+            if valid_path {
+                if let Some(other) = dirs.iter().find(|o| o.path.0 == d.path.value) {
+                    let _ = other;
+                    self.error(
+                        F,
+                        d.path.span(),
+                        format!("directory `{}` is declared twice on node `{}`", d.path.value, entry.name.value),
+                        "list each directory of a node once",
+                    );
+                    continue;
+                }
+                if let Some(other) = dirs
+                    .iter()
+                    .find(|o| names::path_is_within(&d.path.value, &o.path.0) || names::path_is_within(&o.path.0, &d.path.value))
+                {
+                    self.error(
+                        F,
+                        d.path.span(),
+                        format!(
+                            "directory `{}` overlaps `{}` on node `{}`",
+                            d.path.value, other.path.0, entry.name.value
+                        ),
+                        "one directory holds one instance's data: list separate mount points, none inside another",
+                    );
+                    continue;
+                }
+            }
+            let capacity = self.quantity(F, "capacity", &d.capacity);
+            let media = self.media(F, &d.media);
+            dirs.push(Dir {
+                path: DirPath(d.path.value.clone()),
+                capacity,
+                media,
+                require_mount: d.require_mount.unwrap_or(true),
+                span: d.path.span(),
+            });
+        }
+        dirs.sort_by(|a, b| a.path.cmp(&b.path));
+        Node {
+            name: NodeName(entry.name.value.clone()),
+            labels,
+            state: entry.state.as_ref().map_or(NodeState::Up, |s| s.value),
+            allocatable,
+            dirs,
+            span: entry.name.span(),
+        }
+    }
+
+    /// Every location label must be on every node that can hold an instance,
+    /// or the spread and PD's isolation would silently ignore that node's domain.
+    fn labels_cover_topology(&mut self, cluster: &Cluster, inventory: &Inventory) {
+        for node in &inventory.nodes {
+            if node.dirs.is_empty() || node.state == NodeState::Down {
+                continue;
+            }
+            let missing: Vec<&str> = cluster
+                .topology
+                .location_labels
+                .iter()
+                .map(String::as_str)
+                .filter(|l| !node.labels.contains_key(*l))
+                .collect();
+            if !missing.is_empty() {
+                let list = missing.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ");
+                let example = missing.iter().map(|l| format!("{l} = \"...\"")).collect::<Vec<_>>().join(", ");
+                self.error(
+                    FileKind::Inventory,
+                    node.span.clone(),
+                    format!("node `{}` has no {list} label, which topology.location_labels lists", node.name),
+                    format!("add `labels = {{ {example} }}` to the node"),
+                );
+            }
+        }
+    }
+}
