@@ -28,7 +28,9 @@ use crate::quantity::Quantity;
 use crate::spanned::Sp;
 
 /// A map of Kubernetes resource names (`cpu`, `memory`, ...) to quantities.
-pub type ResourceMap = BTreeMap<Sp<String>, Sp<QuantityText>>;
+pub type ResourceMap = BTreeMap<String, Sp<QuantityText>>;
+// Map keys are plain strings: `serde_ignored` cannot capture spanned keys.
+// Messages about a key point at its value, which is on the same line.
 
 /// A quantity as written; `validate` parses it exactly.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
@@ -187,7 +189,7 @@ pub struct ServiceSection {
     pub service_type: Option<Sp<ServiceType>>,
     /// Annotations for the Service, for example a cloud load balancer's settings.
     #[serde(default)]
-    pub annotations: BTreeMap<Sp<String>, Sp<String>>,
+    pub annotations: BTreeMap<String, Sp<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -323,7 +325,7 @@ pub struct NodeEntry {
     pub name: Sp<String>,
     /// Location labels; `host` is implicit: the node's name.
     #[serde(default)]
-    pub labels: BTreeMap<Sp<String>, Sp<String>>,
+    pub labels: BTreeMap<String, Sp<String>>,
     #[serde(default)]
     pub state: Option<Sp<NodeState>>,
     /// What the node can give pods; placement then respects requests.
@@ -333,7 +335,9 @@ pub struct NodeEntry {
     pub dir: Vec<DirEntry>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeState {
     /// Schedulable: keeps its instances and may get new ones.
@@ -473,10 +477,15 @@ impl<'a> Reader<'a> {
                 span
             };
             self.diagnostics.push(
-                Diagnostic::error(format!("invalid TOML: {}", error.message().trim_end_matches('\n')))
-                    .at(self.file, span)
-                    .label("here")
-                    .hint("fix the TOML syntax; strings need double quotes and tables a `[name]` header"),
+                Diagnostic::error(format!(
+                    "invalid TOML: {}",
+                    error.message().trim_end_matches('\n')
+                ))
+                .at(self.file, span)
+                .label("here")
+                .hint(
+                    "fix the TOML syntax; strings need double quotes and tables a `[name]` header",
+                ),
             );
         }
         None
@@ -499,9 +508,15 @@ impl<'a> Reader<'a> {
     }
 
     /// `Some(None)` when absent, `None` when present but invalid.
-    fn optional<T: DeserializeOwned>(&mut self, root: &mut DeTable<'a>, key: &str) -> Option<Option<T>> {
+    fn optional<T: DeserializeOwned>(
+        &mut self,
+        root: &mut DeTable<'a>,
+        key: &str,
+    ) -> Option<Option<T>> {
         match root.remove(key) {
-            Some(value) => self.deserialize(value, vec![Step::Key(key.into())]).map(Some),
+            Some(value) => self
+                .deserialize(value, vec![Step::Key(key.into())])
+                .map(Some),
             None => Some(None),
         }
     }
@@ -539,7 +554,11 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn deserialize<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'a>>, at: Vec<Step>) -> Option<T> {
+    fn deserialize<T: DeserializeOwned>(
+        &mut self,
+        value: Spanned<DeValue<'a>>,
+        at: Vec<Step>,
+    ) -> Option<T> {
         // The document is kept to find the spans of unknown keys afterwards.
         let doc = value.clone();
         let mut ignored: Vec<Vec<Step>> = Vec::new();
@@ -591,17 +610,22 @@ impl<'a> Reader<'a> {
 
 /// A hint for serde's messages, which have a small fixed set of shapes.
 fn hint_for(message: &str, at: &[Step]) -> String {
-    if let Some(rest) = message.strip_prefix("unknown variant `") {
-        if let Some((given, expected)) = rest.split_once("`, expected one of ") {
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((given, expected)) = rest.split_once("`, expected one of ") {
             let options: Vec<&str> = expected.split(", ").map(|s| s.trim_matches('`')).collect();
             if let Some(near) = crate::diag::nearest(given, options.iter().copied()) {
                 return format!("did you mean `{near}`?");
             }
             return format!("use one of {expected}");
         }
-    }
-    if let Some(field) = message.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
-        return format!("add `{field} = ...` {}", describe_table(at).replacen("in ", "to ", 1));
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return format!(
+            "add `{field} = ...` {}",
+            describe_table(at).replacen("in ", "to ", 1)
+        );
     }
     if message.starts_with("invalid type") {
         return "write the value with the type shown; strings need double quotes".to_string();
@@ -622,9 +646,9 @@ fn steps(path: &serde_ignored::Path<'_>) -> Vec<Step> {
                 walk(parent, out);
                 out.push(Step::Key(key.clone()));
             }
-            Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-                walk(parent, out)
-            }
+            Path::Some { parent }
+            | Path::NewtypeStruct { parent }
+            | Path::NewtypeVariant { parent } => walk(parent, out),
         }
     }
     let mut out = Vec::new();
@@ -701,7 +725,10 @@ fn known_keys(schema: &serde_json::Value, path: &[Step]) -> Vec<String> {
 
 /// Follows `$ref` and the branches of `anyOf`/`oneOf`/`allOf` to the schemas
 /// that actually describe a value.
-fn expand<'s>(root: &'s serde_json::Value, nodes: Vec<&'s serde_json::Value>) -> Vec<&'s serde_json::Value> {
+fn expand<'s>(
+    root: &'s serde_json::Value,
+    nodes: Vec<&'s serde_json::Value>,
+) -> Vec<&'s serde_json::Value> {
     let mut out = Vec::new();
     let mut stack = nodes;
     let mut guard = 0;
@@ -753,15 +780,30 @@ replicas = 1
 
     #[test]
     fn unknown_keys_everywhere_are_all_reported_with_suggestions() {
-        let text = MINIMAL.replace("[pd]\n", "[pd]\nreplics = 2\n").replace("[tidb]\n", "[tidb]\nreplicsa = 2\n")
+        let text = MINIMAL
+            .replace("[pd]\n", "[pd]\nreplics = 2\n")
+            .replace("[tidb]\n", "[tidb]\nreplicsa = 2\n")
             + "[extra]\n";
         let (file, diags) = read_cluster(&text);
         assert!(file.is_none());
-        let messages: Vec<_> = diags.iter().map(|d| (d.message.as_str(), d.hint.clone())).collect();
+        let messages: Vec<_> = diags
+            .iter()
+            .map(|d| (d.message.as_str(), d.hint.clone()))
+            .collect();
         assert_eq!(messages.len(), 3, "{messages:?}");
-        assert!(messages.contains(&("unknown key `replics` in [pd]", Some("did you mean `replicas`?".into()))));
-        assert!(messages.contains(&("unknown key `replicsa` in [tidb]", Some("did you mean `replicas`?".into()))));
-        assert!(messages.iter().any(|(m, _)| *m == "unknown key `extra` at the top level"));
+        assert!(messages.contains(&(
+            "unknown key `replics` in [pd]",
+            Some("did you mean `replicas`?".into())
+        )));
+        assert!(messages.contains(&(
+            "unknown key `replicsa` in [tidb]",
+            Some("did you mean `replicas`?".into())
+        )));
+        assert!(
+            messages
+                .iter()
+                .any(|(m, _)| *m == "unknown key `extra` at the top level")
+        );
     }
 
     #[test]

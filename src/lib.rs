@@ -4,13 +4,16 @@
 //! The pipeline is a chain of pure stages; IO happens only in `cli`.
 //! See ARCHITECTURE.md for the code map.
 
+pub mod cli;
 pub mod diag;
 pub mod generate;
 pub mod input;
-pub mod names;
-pub mod quantity;
-pub mod spanned;
+pub mod load;
 pub mod lock;
 pub mod model;
-pub mod validate;
+pub mod names;
 pub mod place;
+pub mod quantity;
+pub mod report;
+pub mod spanned;
+pub mod validate;

@@ -96,7 +96,10 @@ impl InstanceId {
     pub fn parse(s: &str) -> Option<InstanceId> {
         let (component, ordinal) = s.rsplit_once('-')?;
         let component = Component::parse(component)?;
-        if component == Component::Tidb || ordinal.is_empty() || (ordinal.len() > 1 && ordinal.starts_with('0')) {
+        if component == Component::Tidb
+            || ordinal.is_empty()
+            || (ordinal.len() > 1 && ordinal.starts_with('0'))
+        {
             return None;
         }
         Some(InstanceId {
@@ -257,7 +260,15 @@ mod tests {
         for s in ["pd-0", "tikv-12", "tikv-4294967295"] {
             assert_eq!(InstanceId::parse(s).unwrap().to_string(), s);
         }
-        for s in ["tidb-0", "tikv-", "tikv-01", "tikv--1", "pd0", "tikv-x", "tikv-4294967296"] {
+        for s in [
+            "tidb-0",
+            "tikv-",
+            "tikv-01",
+            "tikv--1",
+            "pd0",
+            "tikv-x",
+            "tikv-4294967296",
+        ] {
             assert_eq!(InstanceId::parse(s), None, "{s}");
         }
     }

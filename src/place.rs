@@ -66,7 +66,11 @@ pub struct Outcome {
 }
 
 /// Solves the placement. Errors say why no placement exists and what would fix it.
-pub fn place(model: &Model, previous: &Lock, options: &Options) -> Result<Outcome, Vec<Diagnostic>> {
+pub fn place(
+    model: &Model,
+    previous: &Lock,
+    options: &Options,
+) -> Result<Outcome, Vec<Diagnostic>> {
     let mut solver = Solver::new(model, previous);
     solver.fail_lost_instances();
     for component in Component::STATEFUL {
@@ -141,7 +145,10 @@ impl<'m> Solver<'m> {
                 .binary_search_by(|n| n.name.cmp(&entry.node))
                 .ok()
                 .and_then(|node| {
-                    let dir = nodes[node].dirs.binary_search_by(|d| d.path.cmp(&entry.path)).ok()?;
+                    let dir = nodes[node]
+                        .dirs
+                        .binary_search_by(|d| d.path.cmp(&entry.path))
+                        .ok()?;
                     Some(Slot { node, dir })
                 });
             solver.slots.push(slot);
@@ -172,10 +179,21 @@ impl<'m> Solver<'m> {
                 continue;
             }
             let request = &self.model.cluster.stateful(entry.id.component).storage;
-            let reason = match (nodes.binary_search_by(|n| n.name.cmp(&entry.node)), self.slots[i]) {
-                (Err(_), _) => Some(format!("node `{}` is no longer in the inventory", entry.node)),
-                (Ok(n), _) if nodes[n].state == NodeState::Down => Some(format!("node `{}` is down", entry.node)),
-                (Ok(_), None) => Some(format!("directory {}:{} is no longer in the inventory", entry.node, entry.path)),
+            let reason = match (
+                nodes.binary_search_by(|n| n.name.cmp(&entry.node)),
+                self.slots[i],
+            ) {
+                (Err(_), _) => Some(format!(
+                    "node `{}` is no longer in the inventory",
+                    entry.node
+                )),
+                (Ok(n), _) if nodes[n].state == NodeState::Down => {
+                    Some(format!("node `{}` is down", entry.node))
+                }
+                (Ok(_), None) => Some(format!(
+                    "directory {}:{} is no longer in the inventory",
+                    entry.node, entry.path
+                )),
                 (Ok(_), Some(slot)) => {
                     let capacity = &nodes[slot.node].dirs[slot.dir].capacity;
                     (capacity < request).then(|| {
@@ -230,7 +248,10 @@ impl<'m> Solver<'m> {
     fn place_on(&mut self, tree: &mut Tree, leaf: usize) {
         let component = tree.component;
         let node = tree.nodes[leaf].inventory_node.expect("leaves are nodes");
-        let dir = tree.nodes[leaf].free_dirs.pop().expect("a leaf with room has a free directory");
+        let dir = tree.nodes[leaf]
+            .free_dirs
+            .pop()
+            .expect("a leaf with room has a free directory");
         let ordinal = self.next.entry(component).or_insert(0);
         let id = InstanceId::new(component, *ordinal);
         *ordinal += 1;
@@ -243,7 +264,10 @@ impl<'m> Solver<'m> {
             path: inventory_node.dirs[dir].path.clone(),
             state: State::Up,
         };
-        let replaces = self.to_replace.get_mut(&component).and_then(|q| (!q.is_empty()).then(|| q.remove(0)));
+        let replaces = self
+            .to_replace
+            .get_mut(&component)
+            .and_then(|q| (!q.is_empty()).then(|| q.remove(0)));
         self.events.push(Event::Placed {
             id,
             node: entry.node.clone(),
@@ -278,7 +302,9 @@ impl<'m> Solver<'m> {
         let total = replicas.min(tree.nodes[ROOT].count + tree.nodes[ROOT].room);
         let mut targets = vec![0u32; tree.nodes.len()];
         tree.assign_targets(ROOT, total, &mut targets);
-        let leaves: Vec<usize> = (0..tree.nodes.len()).filter(|&i| tree.nodes[i].inventory_node.is_some()).collect();
+        let leaves: Vec<usize> = (0..tree.nodes.len())
+            .filter(|&i| tree.nodes[i].inventory_node.is_some())
+            .collect();
         for &leaf in &leaves {
             while tree.nodes[leaf].count > targets[leaf] {
                 let victim = *tree.nodes[leaf]
@@ -340,13 +366,11 @@ impl<'m> Solver<'m> {
         let nodes = &self.model.inventory.nodes;
         let mut used: BTreeSet<&str> = BTreeSet::new();
         for (entry, slot) in self.entries.iter().zip(&self.slots) {
-            if entry.id.component == Component::Tikv && entry.state == State::Up {
-                if let Some(slot) = slot {
-                    if let Some(v) = nodes[slot.node].labels.get(level) {
+            if entry.id.component == Component::Tikv && entry.state == State::Up
+                && let Some(slot) = slot
+                    && let Some(v) = nodes[slot.node].labels.get(level) {
                         used.insert(v);
                     }
-                }
-            }
         }
         if (used.len() as u64) >= topology.max_replicas {
             return;
@@ -369,8 +393,13 @@ impl<'m> Solver<'m> {
             used.iter().copied().collect::<Vec<_>>().join(", ")
         ));
         for domain in all.difference(&used) {
-            let reasons = Reasons::count(self, tikv, |n| n.labels.get(level).map(String::as_str) == Some(*domain));
-            d = d.note(format!("{level} {domain} offers no directory for TiKV: {}", reasons.describe()));
+            let reasons = Reasons::count(self, tikv, |n| {
+                n.labels.get(level).map(String::as_str) == Some(*domain)
+            });
+            d = d.note(format!(
+                "{level} {domain} offers no directory for TiKV: {}",
+                reasons.describe()
+            ));
         }
         let short = topology.max_replicas - used.len() as u64;
         d = d.hint(format!(
@@ -395,9 +424,16 @@ impl<'m> Solver<'m> {
         d = d.note(format!(
             "a {title} directory needs at least {}{} on a node that is up",
             spec.storage,
-            spec.media.as_ref().map(|m| format!(" and media {m}")).unwrap_or_default()
+            spec.media
+                .as_ref()
+                .map(|m| format!(" and media {m}"))
+                .unwrap_or_default()
         ));
-        d = d.note(format!("of {} directories: {}", reasons.total, reasons.describe()));
+        d = d.note(format!(
+            "of {} directories: {}",
+            reasons.total,
+            reasons.describe()
+        ));
         if tree.levels.len() > 1 {
             let level = &tree.levels[0];
             let domains = tree.nodes[ROOT].children.len() as u32;
@@ -419,13 +455,20 @@ impl<'m> Solver<'m> {
         d.hint(format!(
             "add directories of at least {}{} on up nodes, or lower {c}.replicas to {available}",
             spec.storage,
-            spec.media.as_ref().map(|m| format!(" with media {m}")).unwrap_or_default(),
+            spec.media
+                .as_ref()
+                .map(|m| format!(" with media {m}"))
+                .unwrap_or_default(),
         ))
     }
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 /// How many instances of `spec` the node's allocatable still allows.
@@ -446,7 +489,11 @@ fn allocatable_room(node: &Node, spec: &Stateful, usage: &Usage) -> u32 {
 }
 
 fn dir_fits(dir: &Dir, spec: &Stateful) -> bool {
-    dir.capacity >= spec.storage && spec.media.as_ref().is_none_or(|m| dir.media.as_ref() == Some(m))
+    dir.capacity >= spec.storage
+        && spec
+            .media
+            .as_ref()
+            .is_none_or(|m| dir.media.as_ref() == Some(m))
 }
 
 /// Why directories cannot take a new instance, counted, for error messages.
@@ -473,24 +520,29 @@ impl Reasons {
             let mut fit = 0u32;
             for (j, dir) in node.dirs.iter().enumerate() {
                 r.total += 1;
-                if node.state == NodeState::Down {
+                // What the directory is comes first, then where it is, then who holds it.
+                if spec
+                    .media
+                    .as_ref()
+                    .is_some_and(|m| dir.media.as_ref() != Some(m))
+                {
+                    r.media += 1;
+                } else if dir.capacity < spec.storage {
+                    r.small += 1;
+                } else if node.state == NodeState::Down {
                     r.down += 1;
                 } else if node.state == NodeState::Cordoned {
                     r.cordoned += 1;
                 } else if solver.occupied[i][j] {
                     r.held += 1;
-                } else if spec.media.as_ref().is_some_and(|m| dir.media.as_ref() != Some(m)) {
-                    r.media += 1;
-                } else if dir.capacity < spec.storage {
-                    r.small += 1;
                 } else {
                     fit += 1;
                 }
             }
             let usage = &solver.usage[i];
-            let slots = spec
-                .max_per_node
-                .map_or(u32::MAX, |m| m.saturating_sub(usage.count.get(&spec.component).copied().unwrap_or(0)));
+            let slots = spec.max_per_node.map_or(u32::MAX, |m| {
+                m.saturating_sub(usage.count.get(&spec.component).copied().unwrap_or(0))
+            });
             let alloc = allocatable_room(node, spec, usage);
             let room = fit.min(slots).min(alloc);
             r.eligible += room as usize;
@@ -514,7 +566,10 @@ impl Reasons {
             (self.cordoned, "on cordoned nodes"),
             (self.down, "on down nodes"),
             (self.per_node_limit, "beyond max_per_node"),
-            (self.allocatable, "beyond the node's allocatable cpu or memory"),
+            (
+                self.allocatable,
+                "beyond the node's allocatable cpu or memory",
+            ),
         ] {
             if n > 0 {
                 parts.push(format!("{n} {what}"));
@@ -574,7 +629,10 @@ impl Tree {
             .iter()
             .enumerate()
             .filter_map(|(i, n)| {
-                let path: Option<Vec<&str>> = levels.iter().map(|l| n.labels.get(l).map(String::as_str)).collect();
+                let path: Option<Vec<&str>> = levels
+                    .iter()
+                    .map(|l| n.labels.get(l).map(String::as_str))
+                    .collect();
                 path.map(|p| (p, i))
             })
             .collect();
@@ -589,13 +647,19 @@ impl Tree {
         let mut stack: Vec<usize> = vec![ROOT];
         let mut previous: Option<&Vec<&str>> = None;
         for (path, node) in &members {
-            let shared = previous.map_or(0, |p| p.iter().zip(path.iter()).take_while(|(a, b)| a == b).count());
+            let shared = previous.map_or(0, |p| {
+                p.iter()
+                    .zip(path.iter())
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            });
             stack.truncate(shared + 1);
             for label in &path[shared..] {
                 let parent = *stack.last().expect("root stays");
                 let index = tree.nodes.len();
                 let pos = tree.nodes[parent].children.len() as u32;
-                tree.nodes.push(TreeNode::new(parent, pos, (*label).to_string()));
+                tree.nodes
+                    .push(TreeNode::new(parent, pos, (*label).to_string()));
                 tree.nodes[parent].children.push(index);
                 stack.push(index);
             }
@@ -617,7 +681,8 @@ impl Tree {
             // Best fit first: the smallest directory that fits, then by path.
             // Reversed, so the best is popped from the end.
             free.sort_by(|&a, &b| {
-                (&node.dirs[b].capacity, &node.dirs[b].path).cmp(&(&node.dirs[a].capacity, &node.dirs[a].path))
+                (&node.dirs[b].capacity, &node.dirs[b].path)
+                    .cmp(&(&node.dirs[a].capacity, &node.dirs[a].path))
             });
             let room = solver.host_room(i, component, free.len() as u32);
             let t = &mut tree.nodes[leaf];
@@ -726,17 +791,24 @@ impl Tree {
             .iter()
             .map(|&c| self.nodes[c].count + self.nodes[c].room)
             .collect();
-        let filled = |level: u32| -> u64 { holdable.iter().map(|&h| u64::from(h.min(level))).sum() };
+        let filled =
+            |level: u32| -> u64 { holdable.iter().map(|&h| u64::from(h.min(level))).sum() };
         // The highest level such that filling every child up to it stays within the total.
         let (mut lo, mut hi) = (0u32, total);
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
-            if filled(mid) <= u64::from(total) { lo = mid } else { hi = mid - 1 }
+            if filled(mid) <= u64::from(total) {
+                lo = mid
+            } else {
+                hi = mid - 1
+            }
         }
         let base = lo;
         let mut left = u64::from(total) - filled(base);
         let mut share: Vec<u32> = holdable.iter().map(|&h| h.min(base)).collect();
-        let mut extra: Vec<usize> = (0..node.children.len()).filter(|&i| holdable[i] > base).collect();
+        let mut extra: Vec<usize> = (0..node.children.len())
+            .filter(|&i| holdable[i] > base)
+            .collect();
         // The remainder goes to the children that hold the most already.
         extra.sort_by_key(|&i| (std::cmp::Reverse(self.nodes[node.children[i]].count), i));
         for i in extra {

@@ -38,7 +38,9 @@ pub fn validate(
     }
     let errors_after = v.diagnostics.iter().filter(|d| d.is_error()).count();
     match (cluster, inventory) {
-        (Some(cluster), Some(inventory)) if errors_after == errors_before => Some(Model { cluster, inventory }),
+        (Some(cluster), Some(inventory)) if errors_after == errors_before => {
+            Some(Model { cluster, inventory })
+        }
         _ => None,
     }
 }
@@ -48,14 +50,35 @@ struct Validator<'d> {
 }
 
 impl Validator<'_> {
-    fn error(&mut self, file: FileKind, span: Range<usize>, message: impl Into<String>, hint: impl Into<String>) {
-        self.diagnostics
-            .push(Diagnostic::error(message).at(file, span).label("here").hint(hint));
+    fn error(
+        &mut self,
+        file: FileKind,
+        span: Range<usize>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.diagnostics.push(
+            Diagnostic::error(message)
+                .at(file, span)
+                .label("here")
+                .hint(hint),
+        );
     }
 
-    fn name_check(&mut self, file: FileKind, what: &str, value: &Sp<String>, result: Result<(), names::NameError>) {
+    fn name_check(
+        &mut self,
+        file: FileKind,
+        what: &str,
+        value: &Sp<String>,
+        result: Result<(), names::NameError>,
+    ) {
         if let Err(e) = result {
-            self.error(file, value.span(), format!("invalid {what} `{}`: {}", value.value, e.reason), e.hint);
+            self.error(
+                file,
+                value.span(),
+                format!("invalid {what} `{}`: {}", value.value, e.reason),
+                e.hint,
+            );
         }
     }
 
@@ -63,7 +86,12 @@ impl Validator<'_> {
         match Quantity::parse(&text.value.0) {
             Ok(q) => q,
             Err(e) => {
-                self.error(file, text.span(), format!("invalid {what} `{}`: {e}", text.value.0), e.hint());
+                self.error(
+                    file,
+                    text.span(),
+                    format!("invalid {what} `{}`: {e}", text.value.0),
+                    e.hint(),
+                );
                 Quantity::from_units(1)
             }
         }
@@ -85,15 +113,18 @@ impl Validator<'_> {
     fn resources(&mut self, file: FileKind, what: &str, map: &ResourceMap) -> Resources {
         let mut out = Resources::new();
         for (name, quantity) in map {
-            if let Err(e) = names::label_key(&name.value) {
+            if let Err(e) = names::label_key(name) {
                 self.error(
                     file,
-                    name.span(),
-                    format!("invalid resource name `{}` in {what}: {}", name.value, e.reason),
+                    quantity.span(),
+                    format!("invalid resource name `{name}` in {what}: {}", e.reason),
                     e.hint,
                 );
             }
-            out.insert(name.value.clone(), self.quantity(file, &format!("{what}.{}", name.value), quantity));
+            out.insert(
+                name.clone(),
+                self.quantity(file, &format!("{what}.{name}"), quantity),
+            );
         }
         out
     }
@@ -102,9 +133,13 @@ impl Validator<'_> {
         use input::{TaintEffect, TolerationOperator};
         for (i, t) in tolerations.iter().enumerate() {
             let operator = t.operator.unwrap_or(TolerationOperator::Equal);
-            let problem = if operator == TolerationOperator::Exists && t.value.as_deref().is_some_and(|v| !v.is_empty()) {
+            let problem = if operator == TolerationOperator::Exists
+                && t.value.as_deref().is_some_and(|v| !v.is_empty())
+            {
                 Some("a toleration with operator Exists must not have a value")
-            } else if t.key.as_deref().unwrap_or("").is_empty() && operator != TolerationOperator::Exists {
+            } else if t.key.as_deref().unwrap_or("").is_empty()
+                && operator != TolerationOperator::Exists
+            {
                 Some("a toleration without a key must use operator Exists")
             } else if t.toleration_seconds.is_some() && t.effect != Some(TaintEffect::NoExecute) {
                 Some("tolerationSeconds is only valid with effect NoExecute")
@@ -122,19 +157,26 @@ impl Validator<'_> {
         }
     }
 
-    fn requests_within_limits(&mut self, what: &str, requests: &Resources, limits: &Resources, map: &ResourceMap) {
+    fn requests_within_limits(
+        &mut self,
+        what: &str,
+        requests: &Resources,
+        limits: &Resources,
+        map: &ResourceMap,
+    ) {
         for (name, request) in requests {
-            if let Some(limit) = limits.get(name) {
-                if request > limit {
-                    let span = map.get_key_value(name.as_str()).map(|(k, _)| k.span()).unwrap_or(0..0);
+            if let Some(limit) = limits.get(name)
+                && request > limit {
+                    let span = map.get(name.as_str()).map(|v| v.span()).unwrap_or(0..0);
                     self.error(
                         FileKind::Cluster,
                         span,
-                        format!("{what}.requests.{name} ({request}) is more than its limit ({limit})"),
+                        format!(
+                            "{what}.requests.{name} ({request}) is more than its limit ({limit})"
+                        ),
                         "a request can be at most the limit; raise the limit or lower the request",
                     );
                 }
-            }
         }
     }
 
@@ -150,7 +192,12 @@ impl Validator<'_> {
                 Ok(())
             }
         }) {
-            self.error(file, media.span(), format!("invalid media `{}`: {}", media.value, e.reason), e.hint);
+            self.error(
+                file,
+                media.span(),
+                format!("invalid media `{}`: {}", media.value, e.reason),
+                e.hint,
+            );
         }
         Some(media.value.clone())
     }
@@ -161,7 +208,12 @@ impl Validator<'_> {
     fn cluster(&mut self, file: &ClusterFile) -> Cluster {
         const F: FileKind = FileKind::Cluster;
         let c = &file.cluster;
-        self.name_check(F, "cluster name", &c.name, names::dns1035_label(&c.name.value, MAX_CLUSTER_NAME));
+        self.name_check(
+            F,
+            "cluster name",
+            &c.name,
+            names::dns1035_label(&c.name.value, MAX_CLUSTER_NAME),
+        );
         let namespace = match &c.namespace {
             Some(ns) => {
                 self.name_check(F, "namespace", ns, names::dns1123_label(&ns.value));
@@ -175,9 +227,9 @@ impl Validator<'_> {
                 let ok = !r.value.is_empty()
                     && !r.value.ends_with('/')
                     && !r.value.starts_with('/')
-                    && r.value
-                        .chars()
-                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-/:".contains(ch));
+                    && r.value.chars().all(|ch| {
+                        ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-/:".contains(ch)
+                    });
                 if !ok {
                     self.error(
                         F,
@@ -202,7 +254,7 @@ impl Validator<'_> {
             &file.pd.tolerations,
             &file.pd.config,
         );
-        if pd.replicas % 2 == 0 {
+        if pd.replicas.is_multiple_of(2) {
             self.diagnostics.push(
                 Diagnostic::warning(format!(
                     "{} PD members tolerate no more failures than {}",
@@ -242,9 +294,19 @@ impl Validator<'_> {
         }
         let mut restore_names = BTreeSet::new();
         for r in &file.restore {
-            self.name_check(F, "restore name", &r.name, names::dns1123_label(&r.name.value));
+            self.name_check(
+                F,
+                "restore name",
+                &r.name,
+                names::dns1123_label(&r.name.value),
+            );
             if !restore_names.insert(r.name.value.as_str()) {
-                self.error(F, r.name.span(), format!("restore `{}` is declared twice", r.name.value), "give each [[restore]] its own name");
+                self.error(
+                    F,
+                    r.name.span(),
+                    format!("restore `{}` is declared twice", r.name.value),
+                    "give each [[restore]] its own name",
+                );
             }
             self.storage_url(&r.from);
         }
@@ -295,13 +357,21 @@ impl Validator<'_> {
             let mut parts = numbers.split('.');
             let mut next = || -> Option<u64> {
                 let p = parts.next()?;
-                if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
+                if p.is_empty()
+                    || !p.chars().all(|c| c.is_ascii_digit())
+                    || (p.len() > 1 && p.starts_with('0'))
+                {
                     return None;
                 }
                 p.parse().ok()
             };
             let (major, minor, patch) = (next()?, next()?, next()?);
-            if parts.next().is_some() || !suffix.chars().all(|c| c.is_ascii_alphanumeric() || "-+.".contains(c)) || suffix.len() > 64 {
+            if parts.next().is_some()
+                || !suffix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-+.".contains(c))
+                || suffix.len() > 64
+            {
                 return None;
             }
             Some(Version {
@@ -341,12 +411,22 @@ impl Validator<'_> {
                 for (i, label) in list.value.iter().enumerate() {
                     self.name_check(F, "location label", label, names::label_key(&label.value));
                     if labels.contains(&label.value) {
-                        self.error(F, label.span(), format!("location label `{}` is listed twice", label.value), "list each label once");
+                        self.error(
+                            F,
+                            label.span(),
+                            format!("location label `{}` is listed twice", label.value),
+                            "list each label once",
+                        );
                     }
                     if label.value == "host" {
                         host_listed = true;
                         if i + 1 != list.value.len() {
-                            self.error(F, label.span(), "`host` must be the last location label", "list labels coarse to fine; `host` (the node) is the finest");
+                            self.error(
+                                F,
+                                label.span(),
+                                "`host` must be the last location label",
+                                "list labels coarse to fine; `host` (the node) is the finest",
+                            );
                         }
                     }
                     labels.push(label.value.clone());
@@ -359,14 +439,27 @@ impl Validator<'_> {
         }
         let (isolation_level, isolation_span) = match &t.isolation_level {
             Some(level) => {
-                let listed = labels.contains(&level.value) && (level.value != "host" || host_listed);
+                let listed =
+                    labels.contains(&level.value) && (level.value != "host" || host_listed);
                 if !listed {
-                    let known: Vec<&str> = labels.iter().map(String::as_str).filter(|l| *l != "host" || host_listed).collect();
+                    let known: Vec<&str> = labels
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|l| *l != "host" || host_listed)
+                        .collect();
                     let hint = match crate::diag::nearest(&level.value, known.iter().copied()) {
                         Some(near) => format!("did you mean `{near}`?"),
                         None => format!("use one of location_labels: {}", known.join(", ")),
                     };
-                    self.error(F, level.span(), format!("isolation_level `{}` is not one of location_labels", level.value), hint);
+                    self.error(
+                        F,
+                        level.span(),
+                        format!(
+                            "isolation_level `{}` is not one of location_labels",
+                            level.value
+                        ),
+                        hint,
+                    );
                 }
                 (Some(level.value.clone()), level.span())
             }
@@ -418,7 +511,10 @@ impl Validator<'_> {
             requests: requests_q,
             limits: limits_q,
             tolerations: tolerations.to_vec(),
-            config: config.as_ref().map(|c| c.value.0.clone()).unwrap_or_default(),
+            config: config
+                .as_ref()
+                .map(|c| c.value.0.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -437,12 +533,18 @@ impl Validator<'_> {
         let mut service_annotations = BTreeMap::new();
         if let Some(service) = &t.service {
             for (key, value) in &service.annotations {
-                self.name_check(F, "annotation key", key, names::label_key(&key.value));
-                service_annotations.insert(key.value.clone(), value.value.clone());
+                let located = Sp::new(key.clone(), value.span());
+                self.name_check(F, "annotation key", &located, names::label_key(key));
+                service_annotations.insert(key.clone(), value.value.clone());
             }
         }
         if let Some(secret) = &t.root_password_secret {
-            self.name_check(F, "Secret name", secret, names::dns1123_subdomain(&secret.value));
+            self.name_check(
+                F,
+                "Secret name",
+                secret,
+                names::dns1123_subdomain(&secret.value),
+            );
         }
         if service_type == ServiceType::LoadBalancer && t.root_password_secret.is_none() {
             let span = t
@@ -465,7 +567,11 @@ impl Validator<'_> {
             service_type,
             service_annotations,
             root_password_secret: t.root_password_secret.as_ref().map(|s| s.value.clone()),
-            config: t.config.as_ref().map(|c| c.value.0.clone()).unwrap_or_default(),
+            config: t
+                .config
+                .as_ref()
+                .map(|c| c.value.0.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -483,7 +589,10 @@ impl Validator<'_> {
         if let Some(keep) = &b.keep {
             self.count(F, "backup.keep", keep, 1);
         }
-        let stores = [b.s3.is_some(), b.gcs.is_some(), b.azblob.is_some()].iter().filter(|x| **x).count();
+        let stores = [b.s3.is_some(), b.gcs.is_some(), b.azblob.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
         if stores != 1 {
             self.error(
                 F,
@@ -498,14 +607,23 @@ impl Validator<'_> {
             b.azblob.as_ref().and_then(|s| s.secret.as_ref()),
         ];
         for secret in secrets.into_iter().flatten() {
-            self.name_check(F, "Secret name", secret, names::dns1123_subdomain(&secret.value));
+            self.name_check(
+                F,
+                "Secret name",
+                secret,
+                names::dns1123_subdomain(&secret.value),
+            );
         }
     }
 
     fn storage_url(&mut self, from: &Sp<String>) {
         let ok = ["s3://", "gcs://", "gs://", "azure://", "azblob://"]
             .iter()
-            .any(|scheme| from.value.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')));
+            .any(|scheme| {
+                from.value
+                    .strip_prefix(scheme)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+            });
         if !ok {
             self.error(
                 FileKind::Cluster,
@@ -524,7 +642,12 @@ impl Validator<'_> {
         let mut nodes: Vec<Node> = Vec::with_capacity(file.node.len());
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for entry in &file.node {
-            self.name_check(F, "node name", &entry.name, names::node_name(&entry.name.value));
+            self.name_check(
+                F,
+                "node name",
+                &entry.name,
+                names::node_name(&entry.name.value),
+            );
             if let Some(first) = seen.insert(entry.name.value.as_str(), entry.name.span.start) {
                 let _ = first;
                 self.error(
@@ -545,6 +668,7 @@ impl Validator<'_> {
         const F: FileKind = FileKind::Inventory;
         let mut labels = BTreeMap::new();
         for (key, value) in &entry.labels {
+            let key = &Sp::new(key.clone(), value.span());
             if key.value == "host" {
                 self.error(
                     F,
@@ -559,14 +683,24 @@ impl Validator<'_> {
             labels.insert(key.value.clone(), value.value.clone());
         }
         labels.insert("host".to_string(), entry.name.value.clone());
-        let allocatable = (!entry.allocatable.is_empty())
-            .then(|| self.resources(F, &format!("allocatable of node `{}`", entry.name.value), &entry.allocatable));
+        let allocatable = (!entry.allocatable.is_empty()).then(|| {
+            self.resources(
+                F,
+                &format!("allocatable of node `{}`", entry.name.value),
+                &entry.allocatable,
+            )
+        });
         let mut dirs: Vec<Dir> = Vec::with_capacity(entry.dir.len());
         for d in &entry.dir {
             let valid_path = match names::host_path(&d.path.value) {
                 Ok(()) => true,
                 Err(e) => {
-                    self.error(F, d.path.span(), format!("invalid directory path `{}`: {}", d.path.value, e.reason), e.hint);
+                    self.error(
+                        F,
+                        d.path.span(),
+                        format!("invalid directory path `{}`: {}", d.path.value, e.reason),
+                        e.hint,
+                    );
                     false
                 }
             };
@@ -576,15 +710,18 @@ impl Validator<'_> {
                     self.error(
                         F,
                         d.path.span(),
-                        format!("directory `{}` is declared twice on node `{}`", d.path.value, entry.name.value),
+                        format!(
+                            "directory `{}` is declared twice on node `{}`",
+                            d.path.value, entry.name.value
+                        ),
                         "list each directory of a node once",
                     );
                     continue;
                 }
-                if let Some(other) = dirs
-                    .iter()
-                    .find(|o| names::path_is_within(&d.path.value, &o.path.0) || names::path_is_within(&o.path.0, &d.path.value))
-                {
+                if let Some(other) = dirs.iter().find(|o| {
+                    names::path_is_within(&d.path.value, &o.path.0)
+                        || names::path_is_within(&o.path.0, &d.path.value)
+                }) {
                     self.error(
                         F,
                         d.path.span(),
@@ -633,12 +770,23 @@ impl Validator<'_> {
                 .filter(|l| !node.labels.contains_key(*l))
                 .collect();
             if !missing.is_empty() {
-                let list = missing.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ");
-                let example = missing.iter().map(|l| format!("{l} = \"...\"")).collect::<Vec<_>>().join(", ");
+                let list = missing
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let example = missing
+                    .iter()
+                    .map(|l| format!("{l} = \"...\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 self.error(
                     FileKind::Inventory,
                     node.span.clone(),
-                    format!("node `{}` has no {list} label, which topology.location_labels lists", node.name),
+                    format!(
+                        "node `{}` has no {list} label, which topology.location_labels lists",
+                        node.name
+                    ),
                     format!("add `labels = {{ {example} }}` to the node"),
                 );
             }

@@ -1,0 +1,285 @@
+//! The command line: the only place that reads and writes files.
+//!
+//! Raw arguments are parsed by clap into `Cli`; each command then loads the
+//! cluster folder, runs the pure pipeline, and maps the outcome to the exit
+//! code contract of DESIGN §4 (0 success, 2 invalid input or refusal).
+//! Messages go to stderr; machine output (`--format json`) to stdout.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::diag::{self, Diagnostic, FileKind, Sources};
+use crate::load::{self, Texts};
+use crate::place::{self, Options};
+use crate::report;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tidb-gitops",
+    version,
+    about = "Compile a TiDB cluster description and a node storage inventory into placement decisions for GitOps"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Solve which directory each PD and TiKV instance gets and write placement.lock only
+    Place {
+        /// The cluster folder (cluster.toml, inventory.toml, placement.lock)
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Fail instead of changing placement.lock
+        #[arg(long)]
+        locked: bool,
+        /// Move the fewest instances that restore an even spread
+        #[arg(long)]
+        rebalance: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Scaffold a commented cluster folder
+    Init { dir: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Exit codes (DESIGN §4).
+const EXIT_OK: u8 = 0;
+const EXIT_INVALID: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Place {
+            dir,
+            locked,
+            rebalance,
+            format,
+        } => place(&dir, locked, Options { rebalance }, format),
+        Command::Init { dir } => init(&dir),
+    };
+    ExitCode::from(code)
+}
+
+fn color() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}
+
+fn eprint_diagnostics(diagnostics: &[Diagnostic], sources: &Sources) {
+    if diagnostics.is_empty() {
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(diag::render(diagnostics, sources, color()).as_bytes());
+}
+
+fn fail(diagnostics: &[Diagnostic], sources: &Sources) -> u8 {
+    eprint_diagnostics(diagnostics, sources);
+    eprintln!("{}; nothing was written", diag::summary(diagnostics));
+    EXIT_INVALID
+}
+
+/// How a file of the cluster folder is named in messages.
+fn display_path(dir: &Path, kind: FileKind) -> String {
+    if dir == Path::new(".") {
+        kind.file_name().to_string()
+    } else {
+        dir.join(kind.file_name()).display().to_string()
+    }
+}
+
+/// The texts of a cluster folder, read from disk.
+struct Folder {
+    sources: Sources,
+    cluster: String,
+    inventory: String,
+    lock: Option<String>,
+}
+
+fn read_folder(dir: &Path) -> Result<Folder, (Vec<Diagnostic>, Sources)> {
+    let mut sources = Sources::default();
+    let mut diagnostics = Vec::new();
+    let mut read = |kind: FileKind, required: bool| -> Option<String> {
+        let path = dir.join(kind.file_name());
+        let name = display_path(dir, kind);
+        match std::fs::read(&path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => {
+                    sources.add(kind, name, text.clone());
+                    Some(text)
+                }
+                Err(e) => {
+                    diagnostics.push(
+                        Diagnostic::error(format!(
+                            "{name} is not UTF-8 text (invalid byte at offset {})",
+                            e.utf8_error().valid_up_to()
+                        ))
+                        .hint("save the file as UTF-8"),
+                    );
+                    None
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
+            Err(e) => {
+                diagnostics.push(Diagnostic::error(format!("cannot read {name}: {e}")).hint(format!(
+                    "run `tidb-gitops init {}` to create a cluster folder, or name the folder that holds {}",
+                    dir.display(),
+                    kind.file_name()
+                )));
+                None
+            }
+        }
+    };
+    let cluster = read(FileKind::Cluster, true);
+    let inventory = read(FileKind::Inventory, true);
+    let lock = read(FileKind::Lock, false);
+    match (cluster, inventory) {
+        (Some(cluster), Some(inventory)) if diagnostics.is_empty() => Ok(Folder {
+            sources,
+            cluster,
+            inventory,
+            lock,
+        }),
+        _ => Err((diagnostics, sources)),
+    }
+}
+
+fn place(dir: &Path, locked: bool, options: Options, format: Format) -> u8 {
+    let folder = match read_folder(dir) {
+        Ok(folder) => folder,
+        Err((diagnostics, sources)) => return fail(&diagnostics, &sources),
+    };
+    let (loaded, mut diagnostics) = load::load(Texts {
+        cluster: &folder.cluster,
+        inventory: &folder.inventory,
+        lock: folder.lock.as_deref(),
+    });
+    let Some(loaded) = loaded else {
+        return fail(&diagnostics, &folder.sources);
+    };
+    let outcome = match place::place(&loaded.model, &loaded.lock, &options) {
+        Ok(outcome) => outcome,
+        Err(errors) => {
+            diagnostics.extend(errors);
+            diag::sort(&mut diagnostics);
+            return fail(&diagnostics, &folder.sources);
+        }
+    };
+    diagnostics.extend(outcome.warnings.iter().cloned());
+    diag::sort(&mut diagnostics);
+    let text = outcome.lock.render();
+    let changed = folder.lock.as_deref() != Some(text.as_str());
+    if changed && locked {
+        let mut d = Diagnostic::error("placement.lock would change, and --locked forbids it")
+            .in_file(FileKind::Lock);
+        if folder.lock.is_none() {
+            d = d.note("there is no placement.lock yet");
+        }
+        for event in &outcome.events {
+            d = d.note(report::describe_event(event));
+        }
+        diagnostics.push(d.hint(format!(
+            "run `tidb-gitops place {}` without --locked, review the change and commit placement.lock",
+            dir.display()
+        )));
+        return fail(&diagnostics, &folder.sources);
+    }
+    eprint_diagnostics(&diagnostics, &folder.sources);
+    if changed
+        && let Err(e) = write_atomically(&dir.join(FileKind::Lock.file_name()), text.as_bytes()) {
+            eprintln!(
+                "error: cannot write {}: {e}",
+                display_path(dir, FileKind::Lock)
+            );
+            return EXIT_INVALID;
+        }
+    let out = match format {
+        Format::Text => report::table(&loaded.model, &outcome.lock, &outcome.events),
+        Format::Json => report::json(&loaded.model, &outcome.lock, &outcome.events),
+    };
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    if format == Format::Text {
+        eprintln!(
+            "{} {}",
+            display_path(dir, FileKind::Lock),
+            if changed { "written" } else { "unchanged" }
+        );
+    }
+    EXIT_OK
+}
+
+/// Writes a file so that a reader sees the old bytes or the new, never a mix:
+/// a temporary file in the same folder, synced, then renamed over the target.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+const SCAFFOLD_CLUSTER: &str = include_str!("scaffold/cluster.toml");
+const SCAFFOLD_INVENTORY: &str = include_str!("scaffold/inventory.toml");
+
+fn init(dir: &Path) -> u8 {
+    let targets = [
+        (dir.join(FileKind::Cluster.file_name()), SCAFFOLD_CLUSTER),
+        (
+            dir.join(FileKind::Inventory.file_name()),
+            SCAFFOLD_INVENTORY,
+        ),
+    ];
+    for (path, _) in &targets {
+        if path.exists() {
+            eprintln!(
+                "error: {} already exists; init writes only into a folder without cluster files",
+                path.display()
+            );
+            eprintln!("help: choose a new folder, or edit the existing files");
+            return EXIT_INVALID;
+        }
+    }
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        return EXIT_INVALID;
+    }
+    for (path, text) in &targets {
+        if let Err(e) = write_atomically(path, text.as_bytes()) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return EXIT_INVALID;
+        }
+    }
+    eprintln!(
+        "created {} and {}; edit them, then run `tidb-gitops place {}`",
+        targets[0].0.display(),
+        targets[1].0.display(),
+        dir.display()
+    );
+    EXIT_OK
+}

@@ -1,0 +1,135 @@
+//! Golden cases: every folder under `golden/` is a cluster folder plus the
+//! expected result of running the CLI on it.
+//!
+//! A case folder holds the inputs (`cluster.toml`, `inventory.toml`, and
+//! optionally `placement.lock` as the previous lock), an optional `args` file
+//! (the command line after `tidb-gitops`, default `place`), and `expected.txt`:
+//! the exit code, stdout, stderr and the lock afterwards. Adding a case is
+//! adding a folder. `UPDATE_GOLDEN=1 cargo nextest run --test golden`
+//! rewrites the expected files; review the diff before committing. CI never
+//! sets it.
+//!
+//! `golden/examples/<name>` cases are not folders of their own: they run
+//! `examples/<name>`, so the shipped examples are always covered.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs one case in a scratch copy and renders everything it produced.
+fn run_case(inputs: &Path, args: &str) -> String {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    for name in ["cluster.toml", "inventory.toml", "placement.lock"] {
+        let from = inputs.join(name);
+        if from.exists() {
+            std::fs::copy(&from, scratch.path().join(name)).expect("copy input");
+        }
+    }
+    let before = std::fs::read(scratch.path().join("placement.lock")).ok();
+    let output = Command::new(env!("CARGO_BIN_EXE_tidb-gitops"))
+        .args(args.split_whitespace())
+        .current_dir(scratch.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run tidb-gitops");
+    let after = std::fs::read(scratch.path().join("placement.lock")).ok();
+    let lock = match (&before, &after) {
+        (_, None) => "(none)\n".to_string(),
+        (Some(b), Some(a)) if a == b => "(unchanged)\n".to_string(),
+        (_, Some(a)) => String::from_utf8_lossy(a).into_owned(),
+    };
+    format!(
+        "$ tidb-gitops {args}\nexit: {}\n--- stdout\n{}--- stderr\n{}--- placement.lock\n{}",
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        lock
+    )
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root().join("golden")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.join("expected.txt").exists()
+                    || path.join("cluster.toml").exists()
+                    || path.join("args").exists()
+                {
+                    out.push(path);
+                } else {
+                    stack.push(path);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn golden_cases() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let cases = cases();
+    assert!(cases.len() >= 3, "golden cases are missing: found {}", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let args = std::fs::read_to_string(case.join("args")).unwrap_or_else(|_| "place".to_string());
+        let args = args.trim();
+        // A case may name the folder to run (for the shipped examples).
+        let (inputs, args) = match args.strip_prefix("@") {
+            Some(rest) => {
+                let (folder, args) = rest.split_once(' ').unwrap_or((rest, "place"));
+                (root().join(folder), args.to_string())
+            }
+            None => (case.clone(), args.to_string()),
+        };
+        let actual = run_case(&inputs, &args);
+        let expected_path = case.join("expected.txt");
+        if update {
+            std::fs::write(&expected_path, &actual).expect("write expected");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if expected != actual {
+            failures.push(format!(
+                "{}:\n{}",
+                case.strip_prefix(root()).unwrap_or(case).display(),
+                similar_diff(&expected, &actual)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} golden case(s) differ (UPDATE_GOLDEN=1 refreshes them; review the diff):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// A small line diff, enough to see what changed.
+fn similar_diff(expected: &str, actual: &str) -> String {
+    let e: Vec<&str> = expected.lines().collect();
+    let a: Vec<&str> = actual.lines().collect();
+    let mut out = String::new();
+    for i in 0..e.len().max(a.len()) {
+        match (e.get(i), a.get(i)) {
+            (Some(x), Some(y)) if x == y => {}
+            (x, y) => {
+                if let Some(x) = x {
+                    out.push_str(&format!("  -{i:>4} {x}\n"));
+                }
+                if let Some(y) = y {
+                    out.push_str(&format!("  +{i:>4} {y}\n"));
+                }
+            }
+        }
+    }
+    out
+}
