@@ -17,3 +17,4 @@ pub mod quantity;
 pub mod report;
 pub mod spanned;
 pub mod validate;
+pub mod schema;
