@@ -196,13 +196,14 @@ fn place(dir: &Path, locked: bool, options: Options, format: Format) -> u8 {
     }
     eprint_diagnostics(&diagnostics, &folder.sources);
     if changed
-        && let Err(e) = write_atomically(&dir.join(FileKind::Lock.file_name()), text.as_bytes()) {
-            eprintln!(
-                "error: cannot write {}: {e}",
-                display_path(dir, FileKind::Lock)
-            );
-            return EXIT_INVALID;
-        }
+        && let Err(e) = write_atomically(&dir.join(FileKind::Lock.file_name()), text.as_bytes())
+    {
+        eprintln!(
+            "error: cannot write {}: {e}",
+            display_path(dir, FileKind::Lock)
+        );
+        return EXIT_INVALID;
+    }
     let out = match format {
         Format::Text => report::table(&loaded.model, &outcome.lock, &outcome.events),
         Format::Json => report::json(&loaded.model, &outcome.lock, &outcome.events),

@@ -611,13 +611,14 @@ impl<'a> Reader<'a> {
 /// A hint for serde's messages, which have a small fixed set of shapes.
 fn hint_for(message: &str, at: &[Step]) -> String {
     if let Some(rest) = message.strip_prefix("unknown variant `")
-        && let Some((given, expected)) = rest.split_once("`, expected one of ") {
-            let options: Vec<&str> = expected.split(", ").map(|s| s.trim_matches('`')).collect();
-            if let Some(near) = crate::diag::nearest(given, options.iter().copied()) {
-                return format!("did you mean `{near}`?");
-            }
-            return format!("use one of {expected}");
+        && let Some((given, expected)) = rest.split_once("`, expected one of ")
+    {
+        let options: Vec<&str> = expected.split(", ").map(|s| s.trim_matches('`')).collect();
+        if let Some(near) = crate::diag::nearest(given, options.iter().copied()) {
+            return format!("did you mean `{near}`?");
         }
+        return format!("use one of {expected}");
+    }
     if let Some(field) = message
         .strip_prefix("missing field `")
         .and_then(|r| r.strip_suffix('`'))

@@ -15,6 +15,6 @@ pub mod names;
 pub mod place;
 pub mod quantity;
 pub mod report;
+pub mod schema;
 pub mod spanned;
 pub mod validate;
-pub mod schema;

@@ -366,11 +366,13 @@ impl<'m> Solver<'m> {
         let nodes = &self.model.inventory.nodes;
         let mut used: BTreeSet<&str> = BTreeSet::new();
         for (entry, slot) in self.entries.iter().zip(&self.slots) {
-            if entry.id.component == Component::Tikv && entry.state == State::Up
+            if entry.id.component == Component::Tikv
+                && entry.state == State::Up
                 && let Some(slot) = slot
-                    && let Some(v) = nodes[slot.node].labels.get(level) {
-                        used.insert(v);
-                    }
+                && let Some(v) = nodes[slot.node].labels.get(level)
+            {
+                used.insert(v);
+            }
         }
         if (used.len() as u64) >= topology.max_replicas {
             return;

@@ -166,17 +166,16 @@ impl Validator<'_> {
     ) {
         for (name, request) in requests {
             if let Some(limit) = limits.get(name)
-                && request > limit {
-                    let span = map.get(name.as_str()).map(|v| v.span()).unwrap_or(0..0);
-                    self.error(
-                        FileKind::Cluster,
-                        span,
-                        format!(
-                            "{what}.requests.{name} ({request}) is more than its limit ({limit})"
-                        ),
-                        "a request can be at most the limit; raise the limit or lower the request",
-                    );
-                }
+                && request > limit
+            {
+                let span = map.get(name.as_str()).map(|v| v.span()).unwrap_or(0..0);
+                self.error(
+                    FileKind::Cluster,
+                    span,
+                    format!("{what}.requests.{name} ({request}) is more than its limit ({limit})"),
+                    "a request can be at most the limit; raise the limit or lower the request",
+                );
+            }
         }
     }
 

@@ -54,7 +54,9 @@ fn cases() -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root().join("golden")];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -77,10 +79,15 @@ fn cases() -> Vec<PathBuf> {
 fn golden_cases() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let cases = cases();
-    assert!(cases.len() >= 3, "golden cases are missing: found {}", cases.len());
+    assert!(
+        cases.len() >= 3,
+        "golden cases are missing: found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
-        let args = std::fs::read_to_string(case.join("args")).unwrap_or_else(|_| "place".to_string());
+        let args =
+            std::fs::read_to_string(case.join("args")).unwrap_or_else(|_| "place".to_string());
         let args = args.trim();
         // A case may name the folder to run (for the shipped examples).
         let (inputs, args) = match args.strip_prefix("@") {

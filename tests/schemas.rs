@@ -30,6 +30,9 @@ fn schemas_reject_unknown_keys_and_describe_fields() {
     assert_eq!(value["additionalProperties"], serde_json::json!(false));
     let pd = &value["$defs"]["PdSection"];
     assert_eq!(pd["additionalProperties"], serde_json::json!(false));
-    assert_eq!(pd["properties"]["storage"]["$ref"], serde_json::json!("#/$defs/Quantity"));
+    assert_eq!(
+        pd["properties"]["storage"]["$ref"],
+        serde_json::json!("#/$defs/Quantity")
+    );
     assert!(value["$defs"]["Quantity"]["pattern"].is_string());
 }
