@@ -131,7 +131,7 @@ pub struct PdSection {
     #[serde(default)]
     pub limits: ResourceMap,
     #[serde(default)]
-    pub tolerations: Vec<Toleration>,
+    pub tolerations: Vec<Sp<Toleration>>,
     /// Merged into `pd.toml`; dotted keys and nested tables are both accepted.
     #[serde(default)]
     pub config: Option<Sp<ConfigTable>>,
@@ -154,7 +154,7 @@ pub struct TikvSection {
     #[serde(default)]
     pub limits: ResourceMap,
     #[serde(default)]
-    pub tolerations: Vec<Toleration>,
+    pub tolerations: Vec<Sp<Toleration>>,
     /// Merged into `tikv.toml`.
     #[serde(default)]
     pub config: Option<Sp<ConfigTable>>,
@@ -170,7 +170,7 @@ pub struct TidbSection {
     #[serde(default)]
     pub limits: ResourceMap,
     #[serde(default)]
-    pub tolerations: Vec<Toleration>,
+    pub tolerations: Vec<Sp<Toleration>>,
     #[serde(default)]
     pub service: Option<ServiceSection>,
     /// An existing Secret holding the initial root password.
@@ -398,15 +398,19 @@ pub fn read_cluster(text: &str) -> (Option<ClusterFile>, Vec<Diagnostic>) {
 }
 
 /// Reads `inventory.toml`; each `[[node]]` is deserialized on its own.
+///
+/// Unlike the other readers it returns the nodes that did deserialize even
+/// when others did not (the diagnostics then hold errors), so validation can
+/// still report everything else wrong with them in the same run.
 pub fn read_inventory(text: &str) -> (Option<InventoryFile>, Vec<Diagnostic>) {
     let mut reader = Reader::new(FileKind::Inventory, text, schema_of::<InventoryFile>());
     let Some(mut root) = reader.document() else {
         return (None, reader.diagnostics);
     };
-    let node = reader.array(&mut root, "node");
+    let mut node = Vec::new();
+    reader.array_partial(&mut root, "node", &mut node);
     reader.unknown_top_level(&root);
-    let file = node.map(|node| InventoryFile { node });
-    reader.finish(file)
+    (Some(InventoryFile { node }), reader.diagnostics)
 }
 
 /// Deserializes a whole document in one go (for files the compiler writes
@@ -469,6 +473,11 @@ impl<'a> Reader<'a> {
         if errors.is_empty() {
             return Some(root.into_inner());
         }
+        let hint = if self.file == FileKind::Lock {
+            LOCK_RESTORE_HINT
+        } else {
+            "fix the TOML syntax; strings need double quotes and tables a `[name]` header"
+        };
         for error in errors {
             let span = error.span().unwrap_or(0..0);
             let span = if span.is_empty() && span.start < self.text.len() {
@@ -476,16 +485,23 @@ impl<'a> Reader<'a> {
             } else {
                 span
             };
+            let message = error.message().trim_end_matches('\n');
+            let (message, hint) = if message.starts_with("duplicate key") {
+                let key = self.text.get(span.clone()).unwrap_or("").trim();
+                let hint = if self.file == FileKind::Lock {
+                    hint
+                } else {
+                    "remove one of the two"
+                };
+                (format!("invalid TOML: key `{key}` is defined twice"), hint)
+            } else {
+                (format!("invalid TOML: {message}"), hint)
+            };
             self.diagnostics.push(
-                Diagnostic::error(format!(
-                    "invalid TOML: {}",
-                    error.message().trim_end_matches('\n')
-                ))
-                .at(self.file, span)
-                .label("here")
-                .hint(
-                    "fix the TOML syntax; strings need double quotes and tables a `[name]` header",
-                ),
+                Diagnostic::error(message)
+                    .at(self.file, span)
+                    .label("here")
+                    .hint(hint),
             );
         }
         None
@@ -524,6 +540,32 @@ impl<'a> Reader<'a> {
     /// An array of tables, each element deserialized on its own so every bad
     /// element is reported.
     fn array<T: DeserializeOwned>(&mut self, root: &mut DeTable<'a>, key: &str) -> Option<Vec<T>> {
+        let mut out = Vec::new();
+        self.array_partial(root, key, &mut out).then_some(out)
+    }
+
+    /// Like `array`, keeping the elements that deserialized; false when any did not.
+    fn array_partial<T: DeserializeOwned>(
+        &mut self,
+        root: &mut DeTable<'a>,
+        key: &str,
+        out: &mut Vec<T>,
+    ) -> bool {
+        match self.array_inner(root, key) {
+            Some(items) => {
+                let ok = items.iter().all(Option::is_some);
+                out.extend(items.into_iter().flatten());
+                ok
+            }
+            None => false,
+        }
+    }
+
+    fn array_inner<T: DeserializeOwned>(
+        &mut self,
+        root: &mut DeTable<'a>,
+        key: &str,
+    ) -> Option<Vec<Option<T>>> {
         let Some(value) = root.remove(key) else {
             return Some(Vec::new());
         };
@@ -538,19 +580,21 @@ impl<'a> Reader<'a> {
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
-        let mut ok = true;
         for (index, item) in items.into_iter().enumerate() {
-            match self.deserialize(item, vec![Step::Key(key.into()), Step::Index(index)]) {
-                Some(v) => out.push(v),
-                None => ok = false,
-            }
+            out.push(self.deserialize(item, vec![Step::Key(key.into()), Step::Index(index)]));
         }
-        ok.then_some(out)
+        Some(out)
     }
 
     fn unknown_top_level(&mut self, root: &DeTable<'a>) {
-        for (key, _) in root.iter() {
+        for (key, value) in root.iter() {
+            let before = self.diagnostics.len();
             self.unknown_key(key.get_ref(), key.span(), &[]);
+            if matches!(value.get_ref(), DeValue::Table(_)) {
+                if let Some(d) = self.diagnostics.get_mut(before) {
+                    d.message = format!("unknown table `[{}]`", key.get_ref());
+                }
+            }
         }
     }
 
@@ -564,6 +608,16 @@ impl<'a> Reader<'a> {
         let mut ignored: Vec<Vec<Step>> = Vec::new();
         let deserializer = toml::de::ValueDeserializer::from(value);
         let result = serde_ignored::deserialize(deserializer, |path| ignored.push(steps(&path)));
+        let typo_of_missing = |error: &toml::de::Error| {
+            let Some(field) = missing_field(error.message()) else {
+                return false;
+            };
+            ignored.iter().any(|path| match path.last() {
+                Some(Step::Key(k)) => crate::diag::nearest(k, [field]).is_some(),
+                _ => false,
+            })
+        };
+        let typo = matches!(&result, Err(error) if typo_of_missing(error));
         for path in ignored {
             let (Some(key), Some(span)) = (path.last(), locate_key(&doc, &path)) else {
                 continue;
@@ -575,6 +629,8 @@ impl<'a> Reader<'a> {
         }
         match result {
             Ok(value) => Some(value),
+            // The unknown key reported above already says `did you mean`.
+            Err(_) if typo => None,
             Err(error) => {
                 self.type_error(&error, &at);
                 None
@@ -596,9 +652,19 @@ impl<'a> Reader<'a> {
     }
 
     fn type_error(&mut self, error: &toml::de::Error, at: &[Step]) {
-        let message = error.message().trim_end_matches('\n').to_string();
+        let raw = error.message().trim_end_matches('\n').to_string();
         let span = error.span().unwrap_or(0..0);
-        let hint = hint_for(&message, at);
+        let key = self
+            .text
+            .get(..span.start)
+            .and_then(|before| before.lines().next_back())
+            .and_then(|line| {
+                line.split_once('=')
+                    .map(|(k, _)| k.trim().trim_matches('"').to_string())
+            })
+            .filter(|k| !k.is_empty() && !k.contains(['[', '{']));
+        let hint = hint_for(&raw, at, key.as_deref());
+        let message = plain_message(&raw, key.as_deref());
         self.diagnostics.push(
             Diagnostic::error(format!("{message} {}", describe_table(at)))
                 .at(self.file, span)
@@ -608,8 +674,41 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The hint for a damaged lock file.
+pub(crate) const LOCK_RESTORE_HINT: &str = "placement.lock is generated: restore it from git (`git checkout -- placement.lock`), or after a merge conflict take one side and run `tidb-gitops place`";
+
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.strip_suffix('`')
+}
+
+/// Serde's messages reworded for people who write TOML, not Rust.
+fn plain_message(message: &str, key: Option<&str>) -> String {
+    if let Some(field) = missing_field(message) {
+        return format!("missing key `{field}`");
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((given, expected)) = rest.split_once("`, expected one of ")
+    {
+        let what = key.map_or("value".to_string(), |k| format!("`{k}` value"));
+        return format!("unknown {what} `{given}` (expected one of {expected})");
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((found, expected)) = rest.split_once(", expected ")
+    {
+        let expected = match expected {
+            "i64" | "u64" | "u32" | "i32" => "an integer",
+            "a boolean" | "bool" => "true or false",
+            other => other,
+        };
+        let found = found.split_once(' ').map_or(found, |(kind, _)| kind);
+        let subject = key.map_or("the value".to_string(), |k| format!("`{k}`"));
+        return format!("{subject} must be {expected}, not a {found}");
+    }
+    message.to_string()
+}
+
 /// A hint for serde's messages, which have a small fixed set of shapes.
-fn hint_for(message: &str, at: &[Step]) -> String {
+fn hint_for(message: &str, at: &[Step], key: Option<&str>) -> String {
     if let Some(rest) = message.strip_prefix("unknown variant `")
         && let Some((given, expected)) = rest.split_once("`, expected one of ")
     {
@@ -619,17 +718,27 @@ fn hint_for(message: &str, at: &[Step]) -> String {
         }
         return format!("use one of {expected}");
     }
-    if let Some(field) = message
-        .strip_prefix("missing field `")
-        .and_then(|r| r.strip_suffix('`'))
-    {
+    if let Some(field) = missing_field(message) {
         return format!(
             "add `{field} = ...` {}",
             describe_table(at).replacen("in ", "to ", 1)
         );
     }
     if message.starts_with("invalid type") {
-        return "write the value with the type shown; strings need double quotes".to_string();
+        return match (
+            message.contains("expected i64") || message.contains("expected u32"),
+            key,
+        ) {
+            (true, Some(k)) => format!("write a whole number without quotes, such as `{k} = 3`"),
+            (false, Some(k))
+                if message.contains("quantity") || message.contains("expected a string") =>
+            {
+                format!("write the value in double quotes, such as `{k} = \"500Gi\"`")
+            }
+            _ => {
+                "write the value with the type named above; strings need double quotes".to_string()
+            }
+        };
     }
     "see the commented example that `tidb-gitops init DIR` writes".to_string()
 }
@@ -803,7 +912,7 @@ replicas = 1
         assert!(
             messages
                 .iter()
-                .any(|(m, _)| *m == "unknown key `extra` at the top level")
+                .any(|(m, _)| *m == "unknown table `[extra]`")
         );
     }
 

@@ -39,7 +39,12 @@ pub fn load(texts: Texts<'_>) -> (Option<Loaded>, Vec<Diagnostic>) {
         },
         None => Some(Lock::default()),
     };
-    let model = validate::validate(cluster.as_ref(), inventory.as_ref(), &mut diagnostics);
+    let model = validate::validate(
+        cluster.as_ref(),
+        inventory.as_ref(),
+        texts.inventory,
+        &mut diagnostics,
+    );
     let loaded = match (model, lock) {
         (Some(model), Some(lock)) if !diag::has_errors(&diagnostics) => {
             Some(Loaded { model, lock })

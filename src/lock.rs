@@ -178,7 +178,7 @@ pub fn parse(text: &str) -> Result<Lock, Vec<Diagnostic>> {
     let Some(file) = file else {
         return Err(diagnostics);
     };
-    let restore = "restore placement.lock from git (`git checkout -- placement.lock`); after a merge conflict, take one side and run `tidb-gitops place`";
+    let restore = crate::input::LOCK_RESTORE_HINT;
     if file.version.value > VERSION {
         diagnostics.push(
             Diagnostic::error(format!(

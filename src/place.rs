@@ -335,11 +335,12 @@ impl<'m> Solver<'m> {
             if c.count < even && c.room == 0 {
                 self.warnings.push(
                     Diagnostic::warning(format!(
-                        "{level} {} offers {} eligible director{} for {}, {even} are needed for an even spread of {} over {domains} {level}s",
+                        "{level} {} offers {} eligible director{} for {}, {even} {} needed for an even spread of {} over {domains} {level}s",
                         c.label,
                         c.count,
                         if c.count == 1 { "y" } else { "ies" },
                         spec.component.title(),
+                        if even == 1 { "is" } else { "are" },
                         spec.replicas,
                     ))
                     .at(FileKind::Cluster, spec.replicas_span.clone())
@@ -405,10 +406,12 @@ impl<'m> Solver<'m> {
         }
         let short = topology.max_replicas - used.len() as u64;
         d = d.hint(format!(
-            "give {short} more {} eligible directories for TiKV (at least {}{}, on an up node), or lower topology.max_replicas",
-            plural(short as usize, level),
+            "add eligible TiKV directories (at least {}{}, on an up node) in {} more {}, or lower topology.max_replicas to {}",
             tikv.storage,
-            tikv.media.as_ref().map(|m| format!(", media {m}")).unwrap_or_default()
+            tikv.media.as_ref().map(|m| format!(", media {m}")).unwrap_or_default(),
+            short,
+            if short == 1 { level.clone() } else { format!("{level}s") },
+            used.len().max(1)
         ));
         self.errors.push(d);
     }
@@ -444,24 +447,48 @@ impl<'m> Solver<'m> {
                 let c = &tree.nodes[child];
                 if c.count < even {
                     d = d.note(format!(
-                        "{level} {} offers {} eligible director{} for {title}, {even} are needed for an even spread of {} over {domains} {level}s",
+                        "{level} {} offers {} eligible director{} for {title}, {even} {} needed for an even spread of {} over {domains} {level}s",
                         c.label,
                         c.count,
                         if c.count == 1 { "y" } else { "ies" },
+                        if even == 1 { "is" } else { "are" },
                         spec.replicas
                     ));
                 }
             }
         }
         let c = spec.component.as_str();
-        d.hint(format!(
-            "add directories of at least {}{} on up nodes, or lower {c}.replicas to {available}",
+        // Name the limit that actually binds before suggesting more disks.
+        let mut fixes = Vec::new();
+        if reasons.per_node_limit > 0 {
+            fixes.push(format!("raise {c}.max_per_node"));
+        }
+        if reasons.allocatable > 0 {
+            fixes.push(format!(
+                "lower {c}.requests or raise the nodes' allocatable"
+            ));
+        }
+        if reasons.cordoned + reasons.down > 0 {
+            fixes.push("bring cordoned or down nodes back up".to_string());
+        }
+        fixes.push(format!(
+            "add directories of at least {}{} on up nodes",
             spec.storage,
             spec.media
                 .as_ref()
                 .map(|m| format!(" with media {m}"))
                 .unwrap_or_default(),
-        ))
+        ));
+        if available > 0 {
+            fixes.push(format!("lower {c}.replicas to {available}"));
+        }
+        let last = fixes.pop().expect("at least one fix");
+        let hint = if fixes.is_empty() {
+            last
+        } else {
+            format!("{}, or {last}", fixes.join(", "))
+        };
+        d.hint(hint)
     }
 }
 
@@ -562,7 +589,7 @@ impl Reasons {
     fn describe(&self) -> String {
         let mut parts = vec![format!("{} eligible", self.eligible)];
         for (n, what) in [
-            (self.held, "already held by an instance"),
+            (self.held, "held by instances"),
             (self.small, "too small"),
             (self.media, "of other media"),
             (self.cordoned, "on cordoned nodes"),

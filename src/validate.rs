@@ -27,10 +27,14 @@ pub const MAX_CLUSTER_NAME: usize = 40;
 pub fn validate(
     cluster: Option<&ClusterFile>,
     inventory: Option<&InventoryFile>,
+    inventory_text: &str,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Model> {
     let errors_before = diagnostics.iter().filter(|d| d.is_error()).count();
-    let mut v = Validator { diagnostics };
+    let mut v = Validator {
+        diagnostics,
+        inventory_text,
+    };
     let cluster = cluster.map(|c| v.cluster(c));
     let inventory = inventory.map(|i| v.inventory(i));
     if let (Some(cluster), Some(inventory)) = (&cluster, &inventory) {
@@ -47,6 +51,8 @@ pub fn validate(
 
 struct Validator<'d> {
     diagnostics: &'d mut Vec<Diagnostic>,
+    /// For line numbers in messages that mention a second place.
+    inventory_text: &'d str,
 }
 
 impl Validator<'_> {
@@ -97,6 +103,28 @@ impl Validator<'_> {
         }
     }
 
+    /// A quantity of bytes (storage, capacity): a fraction of a byte is
+    /// almost always a missing suffix.
+    fn whole_bytes(&mut self, file: FileKind, what: &str, text: &Sp<QuantityText>) -> Quantity {
+        let q = self.quantity(file, what, text);
+        if q.nanos() % 1_000_000_000 != 0 {
+            self.error(
+                file,
+                text.span(),
+                format!("{what} `{}` is not a whole number of bytes", text.value.0),
+                format!("did you mean `{}Gi`?", text.value.0),
+            );
+        }
+        q
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        self.inventory_text[..offset.min(self.inventory_text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
     fn count(&mut self, file: FileKind, what: &str, value: &Sp<i64>, min: i64) -> u32 {
         if value.value < min || value.value > i64::from(u32::MAX) {
             self.error(
@@ -129,29 +157,39 @@ impl Validator<'_> {
         out
     }
 
-    fn tolerations(&mut self, what: &str, tolerations: &[input::Toleration], span: Range<usize>) {
+    fn tolerations(&mut self, what: &str, tolerations: &[Sp<input::Toleration>]) {
         use input::{TaintEffect, TolerationOperator};
-        for (i, t) in tolerations.iter().enumerate() {
+        for located in tolerations {
+            let t = &located.value;
             let operator = t.operator.unwrap_or(TolerationOperator::Equal);
             let problem = if operator == TolerationOperator::Exists
                 && t.value.as_deref().is_some_and(|v| !v.is_empty())
             {
-                Some("a toleration with operator Exists must not have a value")
+                Some((
+                    "a toleration with operator Exists must not have a value",
+                    "remove `value`, or use operator = \"Equal\"",
+                ))
             } else if t.key.as_deref().unwrap_or("").is_empty()
                 && operator != TolerationOperator::Exists
             {
-                Some("a toleration without a key must use operator Exists")
+                Some((
+                    "a toleration without a key must use operator Exists",
+                    "add the taint's `key`, or use operator = \"Exists\" to tolerate every taint",
+                ))
             } else if t.toleration_seconds.is_some() && t.effect != Some(TaintEffect::NoExecute) {
-                Some("tolerationSeconds is only valid with effect NoExecute")
+                Some((
+                    "tolerationSeconds is only valid with effect NoExecute",
+                    "remove tolerationSeconds, or set effect = \"NoExecute\"",
+                ))
             } else {
                 None
             };
-            if let Some(problem) = problem {
+            if let Some((problem, hint)) = problem {
                 self.error(
                     FileKind::Cluster,
-                    span.clone(),
-                    format!("{what}.tolerations[{i}]: {problem}"),
-                    "write tolerations as Kubernetes does (key, operator, value, effect, tolerationSeconds)",
+                    located.span(),
+                    format!("{problem} in {what}.tolerations"),
+                    hint,
                 );
             }
         }
@@ -382,10 +420,15 @@ impl Validator<'_> {
             })
         })();
         parsed.unwrap_or_else(|| {
+            let reason = if !text.value.starts_with('v') {
+                "a release tag starts with `v`"
+            } else {
+                "a release tag has three numbers, major.minor.patch"
+            };
             self.error(
                 FileKind::Cluster,
                 text.span(),
-                format!("invalid version `{}`", text.value),
+                format!("invalid version `{}`: {reason}", text.value),
                 "write the TiDB release tag, such as `v8.5.1`",
             );
             Version {
@@ -487,19 +530,19 @@ impl Validator<'_> {
         max_per_node: Option<&Sp<i64>>,
         requests: &ResourceMap,
         limits: &ResourceMap,
-        tolerations: &[input::Toleration],
+        tolerations: &[Sp<input::Toleration>],
         config: &Option<Sp<input::ConfigTable>>,
     ) -> Stateful {
         const F: FileKind = FileKind::Cluster;
         let c = component.as_str();
         let replicas_n = self.count(F, &format!("{c}.replicas"), replicas, 1);
-        let storage = self.quantity(F, &format!("{c}.storage"), storage);
+        let storage = self.whole_bytes(F, &format!("{c}.storage"), storage);
         let media = self.media(F, media);
         let max_per_node = max_per_node.map(|m| self.count(F, &format!("{c}.max_per_node"), m, 1));
         let requests_q = self.resources(F, &format!("{c}.requests"), requests);
         let limits_q = self.resources(F, &format!("{c}.limits"), limits);
         self.requests_within_limits(c, &requests_q, &limits_q, requests);
-        self.tolerations(c, tolerations, replicas.span());
+        self.tolerations(c, tolerations);
         Stateful {
             component,
             replicas: replicas_n,
@@ -509,7 +552,7 @@ impl Validator<'_> {
             max_per_node,
             requests: requests_q,
             limits: limits_q,
-            tolerations: tolerations.to_vec(),
+            tolerations: tolerations.iter().map(|t| t.value.clone()).collect(),
             config: config
                 .as_ref()
                 .map(|c| c.value.0.clone())
@@ -523,7 +566,7 @@ impl Validator<'_> {
         let requests = self.resources(F, "tidb.requests", &t.requests);
         let limits = self.resources(F, "tidb.limits", &t.limits);
         self.requests_within_limits("tidb", &requests, &limits, &t.requests);
-        self.tolerations("tidb", &t.tolerations, t.replicas.span());
+        self.tolerations("tidb", &t.tolerations);
         let service_type = t
             .service
             .as_ref()
@@ -562,7 +605,7 @@ impl Validator<'_> {
             replicas,
             requests,
             limits,
-            tolerations: t.tolerations.clone(),
+            tolerations: t.tolerations.iter().map(|t| t.value.clone()).collect(),
             service_type,
             service_annotations,
             root_password_secret: t.root_password_secret.as_ref().map(|s| s.value.clone()),
@@ -588,17 +631,32 @@ impl Validator<'_> {
         if let Some(keep) = &b.keep {
             self.count(F, "backup.keep", keep, 1);
         }
-        let stores = [b.s3.is_some(), b.gcs.is_some(), b.azblob.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
-        if stores != 1 {
-            self.error(
+        let stores: Vec<(&str, Range<usize>)> = [
+            ("s3", b.s3.as_ref().map(|s| s.span())),
+            ("gcs", b.gcs.as_ref().map(|s| s.span())),
+            ("azblob", b.azblob.as_ref().map(|s| s.span())),
+        ]
+        .into_iter()
+        .filter_map(|(name, span)| span.map(|s| (name, s)))
+        .collect();
+        match stores.as_slice() {
+            [] => self.error(
                 F,
                 b.schedule.span(),
-                format!("[backup] needs exactly one storage table, found {stores}"),
+                "[backup] has no storage table",
                 "add one of [backup.s3], [backup.gcs] or [backup.azblob]",
-            );
+            ),
+            [_] => {}
+            [(first, _), rest @ ..] => {
+                for (name, span) in rest {
+                    self.error(
+                        F,
+                        span.clone(),
+                        format!("[backup] has more than one storage table: [backup.{first}] and [backup.{name}]"),
+                        format!("keep one storage table; remove [backup.{name}] or [backup.{first}]"),
+                    );
+                }
+            }
         }
         let secrets = [
             b.s3.as_ref().and_then(|s| s.secret.as_ref()),
@@ -641,23 +699,26 @@ impl Validator<'_> {
         let mut nodes: Vec<Node> = Vec::with_capacity(file.node.len());
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for entry in &file.node {
-            self.name_check(
-                F,
-                "node name",
-                &entry.name,
-                names::node_name(&entry.name.value),
-            );
+            // A node's kubernetes.io/hostname is its Node name, a lowercase
+            // DNS-1123 subdomain, and a label value, so both rules apply.
+            let name_ok = names::node_name(&entry.name.value)
+                .and_then(|_| names::dns1123_subdomain(&entry.name.value));
+            self.name_check(F, "node name", &entry.name, name_ok);
+            let node = self.node(entry);
             if let Some(first) = seen.insert(entry.name.value.as_str(), entry.name.span.start) {
-                let _ = first;
                 self.error(
                     F,
                     entry.name.span(),
-                    format!("node `{}` is declared twice", entry.name.value),
-                    "each [[node]] needs its own name; merge the two entries",
+                    format!(
+                        "node `{}` is declared twice (first at line {})",
+                        entry.name.value,
+                        self.line_of(first)
+                    ),
+                    "each [[node]] needs its own name: rename one, or merge the two entries",
                 );
                 continue;
             }
-            nodes.push(self.node(entry));
+            nodes.push(node);
         }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         Inventory { nodes }
@@ -703,7 +764,14 @@ impl Validator<'_> {
                     false
                 }
             };
-            if valid_path {
+            if !valid_path {
+                // Still check the rest of the entry, but keep a rejected path
+                // out of the overlap checks, where it would blame good paths.
+                self.whole_bytes(F, "capacity", &d.capacity);
+                self.media(F, &d.media);
+                continue;
+            }
+            {
                 if let Some(other) = dirs.iter().find(|o| o.path.0 == d.path.value) {
                     let _ = other;
                     self.error(
@@ -733,7 +801,7 @@ impl Validator<'_> {
                     continue;
                 }
             }
-            let capacity = self.quantity(F, "capacity", &d.capacity);
+            let capacity = self.whole_bytes(F, "capacity", &d.capacity);
             let media = self.media(F, &d.media);
             dirs.push(Dir {
                 path: DirPath(d.path.value.clone()),
@@ -779,6 +847,12 @@ impl Validator<'_> {
                     .map(|l| format!("{l} = \"...\""))
                     .collect::<Vec<_>>()
                     .join(", ");
+                // `host` is always present, so another label means a `labels` table exists.
+                let hint = if node.labels.len() > 1 {
+                    format!("add `{example}` to the node's labels")
+                } else {
+                    format!("add `labels = {{ {example} }}` to the node")
+                };
                 self.error(
                     FileKind::Inventory,
                     node.span.clone(),
@@ -786,7 +860,7 @@ impl Validator<'_> {
                         "node `{}` has no {list} label, which topology.location_labels lists",
                         node.name
                     ),
-                    format!("add `labels = {{ {example} }}` to the node"),
+                    hint,
                 );
             }
         }
