@@ -590,10 +590,10 @@ impl<'a> Reader<'a> {
         for (key, value) in root.iter() {
             let before = self.diagnostics.len();
             self.unknown_key(key.get_ref(), key.span(), &[]);
-            if matches!(value.get_ref(), DeValue::Table(_)) {
-                if let Some(d) = self.diagnostics.get_mut(before) {
-                    d.message = format!("unknown table `[{}]`", key.get_ref());
-                }
+            if matches!(value.get_ref(), DeValue::Table(_))
+                && let Some(d) = self.diagnostics.get_mut(before)
+            {
+                d.message = format!("unknown table `[{}]`", key.get_ref());
             }
         }
     }
