@@ -3,7 +3,7 @@
 //! Pure: the CLI reads the files and hands their texts here, so tests and
 //! benchmarks run the same path without touching the disk.
 
-use crate::diag::{self, Diagnostic, FileKind};
+use crate::diag::{self, Diagnostic};
 use crate::input;
 use crate::lock::{self, Lock};
 use crate::model::Model;
@@ -54,6 +54,3 @@ pub fn load(texts: Texts<'_>) -> (Option<Loaded>, Vec<Diagnostic>) {
     diag::sort(&mut diagnostics);
     (loaded, diagnostics)
 }
-
-/// The file names of a cluster folder, in the order diagnostics list them.
-pub const FILES: [FileKind; 3] = [FileKind::Cluster, FileKind::Inventory, FileKind::Lock];

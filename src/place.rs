@@ -24,7 +24,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::diag::{Diagnostic, FileKind};
 use crate::lock::{Entry, Lock, State};
 use crate::model::*;
-use crate::quantity::Quantity;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
@@ -736,9 +735,6 @@ impl Tree {
                 let n = &tree.nodes[i];
                 (n.count, n.room, n.parent, n.pos)
             };
-            if tree.nodes[i].inventory_node.is_none() {
-                // internal node: its own sums were completed by its children
-            }
             let p = &mut tree.nodes[parent];
             p.count += count;
             p.room = p.room.saturating_add(room);
@@ -868,9 +864,4 @@ impl TreeNode {
             instances: Vec::new(),
         }
     }
-}
-
-/// The storage request of a component, for reports.
-pub fn request(model: &Model, component: Component) -> &Quantity {
-    &model.cluster.stateful(component).storage
 }
