@@ -98,25 +98,34 @@ fn display_path(dir: &Path, kind: FileKind) -> String {
     }
 }
 
-/// The texts of a cluster folder, read from disk.
+/// The texts of a cluster folder, read from disk. They live in `sources`
+/// (which diagnostics render from); the other fields say which were found.
 struct Folder {
     sources: Sources,
-    cluster: String,
-    inventory: String,
-    lock: Option<String>,
+    has_lock: bool,
+}
+
+impl Folder {
+    fn text(&self, kind: FileKind) -> &str {
+        self.sources.text(kind).unwrap_or_default()
+    }
+
+    fn lock(&self) -> Option<&str> {
+        self.has_lock.then(|| self.text(FileKind::Lock))
+    }
 }
 
 fn read_folder(dir: &Path) -> Result<Folder, (Vec<Diagnostic>, Sources)> {
     let mut sources = Sources::default();
     let mut diagnostics = Vec::new();
-    let mut read = |kind: FileKind, required: bool| -> Option<String> {
+    let mut read = |kind: FileKind, required: bool| -> bool {
         let path = dir.join(kind.file_name());
         let name = display_path(dir, kind);
         match std::fs::read(&path) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => {
-                    sources.add(kind, name, text.clone());
-                    Some(text)
+                    sources.add(kind, name, text);
+                    true
                 }
                 Err(e) => {
                     diagnostics.push(
@@ -126,31 +135,30 @@ fn read_folder(dir: &Path) -> Result<Folder, (Vec<Diagnostic>, Sources)> {
                         ))
                         .hint("save the file as UTF-8"),
                     );
-                    None
+                    false
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => false,
             Err(e) => {
                 diagnostics.push(Diagnostic::error(format!("cannot read {name}: {e}")).hint(format!(
                     "run `tidb-gitops init {}` to create a cluster folder, or name the folder that holds {}",
                     dir.display(),
                     kind.file_name()
                 )));
-                None
+                false
             }
         }
     };
     let cluster = read(FileKind::Cluster, true);
     let inventory = read(FileKind::Inventory, true);
     let lock = read(FileKind::Lock, false);
-    match (cluster, inventory) {
-        (Some(cluster), Some(inventory)) if diagnostics.is_empty() => Ok(Folder {
+    if cluster && inventory && diagnostics.is_empty() {
+        Ok(Folder {
             sources,
-            cluster,
-            inventory,
-            lock,
-        }),
-        _ => Err((diagnostics, sources)),
+            has_lock: lock,
+        })
+    } else {
+        Err((diagnostics, sources))
     }
 }
 
@@ -160,9 +168,9 @@ fn place(dir: &Path, locked: bool, options: Options, format: Format) -> u8 {
         Err((diagnostics, sources)) => return fail(&diagnostics, &sources),
     };
     let (loaded, mut diagnostics) = load::load(Texts {
-        cluster: &folder.cluster,
-        inventory: &folder.inventory,
-        lock: folder.lock.as_deref(),
+        cluster: folder.text(FileKind::Cluster),
+        inventory: folder.text(FileKind::Inventory),
+        lock: folder.lock(),
     });
     let Some(loaded) = loaded else {
         return fail(&diagnostics, &folder.sources);
@@ -178,11 +186,11 @@ fn place(dir: &Path, locked: bool, options: Options, format: Format) -> u8 {
     diagnostics.extend(outcome.warnings.iter().cloned());
     diag::sort(&mut diagnostics);
     let text = outcome.lock.render();
-    let changed = folder.lock.as_deref() != Some(text.as_str());
+    let changed = folder.lock() != Some(text.as_str());
     if changed && locked {
         let mut d = Diagnostic::error("placement.lock would change, and --locked forbids it")
             .in_file(FileKind::Lock);
-        if folder.lock.is_none() {
+        if folder.lock().is_none() {
             d = d.note("there is no placement.lock yet");
         }
         for event in &outcome.events {

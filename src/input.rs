@@ -369,7 +369,7 @@ pub struct DirEntry {
 /// Reads `cluster.toml`. Returns the file when every section deserialized,
 /// and every problem found on the way.
 pub fn read_cluster(text: &str) -> (Option<ClusterFile>, Vec<Diagnostic>) {
-    let mut reader = Reader::new(FileKind::Cluster, text, schema_of::<ClusterFile>());
+    let mut reader = Reader::new(FileKind::Cluster, text, schema_of::<ClusterFile>);
     let Some(mut root) = reader.document() else {
         return (None, reader.diagnostics);
     };
@@ -403,7 +403,7 @@ pub fn read_cluster(text: &str) -> (Option<ClusterFile>, Vec<Diagnostic>) {
 /// when others did not (the diagnostics then hold errors), so validation can
 /// still report everything else wrong with them in the same run.
 pub fn read_inventory(text: &str) -> (Option<InventoryFile>, Vec<Diagnostic>) {
-    let mut reader = Reader::new(FileKind::Inventory, text, schema_of::<InventoryFile>());
+    let mut reader = Reader::new(FileKind::Inventory, text, schema_of::<InventoryFile>);
     let Some(mut root) = reader.document() else {
         return (None, reader.diagnostics);
     };
@@ -415,12 +415,11 @@ pub fn read_inventory(text: &str) -> (Option<InventoryFile>, Vec<Diagnostic>) {
 
 /// Deserializes a whole document in one go (for files the compiler writes
 /// itself, such as the lock), still collecting unknown keys with their spans.
-pub fn read_whole<T: DeserializeOwned>(
+pub fn read_whole<T: DeserializeOwned + JsonSchema>(
     file: FileKind,
     text: &str,
-    schema: serde_json::Value,
 ) -> (Option<T>, Vec<Diagnostic>) {
-    let mut reader = Reader::new(file, text, schema);
+    let mut reader = Reader::new(file, text, schema_of::<T>);
     let Some(root) = reader.document() else {
         return (None, reader.diagnostics);
     };
@@ -440,7 +439,13 @@ pub(crate) fn schema_of<T: JsonSchema>() -> serde_json::Value {
 struct Reader<'a> {
     file: FileKind,
     text: &'a str,
-    schema: serde_json::Value,
+    /// Makes the schema that names the known keys. Only needed when a key is
+    /// unknown, so it is not built on the common path.
+    schema: fn() -> serde_json::Value,
+    known: Option<serde_json::Value>,
+    /// The whole document again, parsed only when an unknown key must be
+    /// located: deserialization consumes the sections.
+    lookup: Option<Spanned<DeValue<'a>>>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -452,13 +457,25 @@ enum Step {
 }
 
 impl<'a> Reader<'a> {
-    fn new(file: FileKind, text: &'a str, schema: serde_json::Value) -> Reader<'a> {
+    fn new(file: FileKind, text: &'a str, schema: fn() -> serde_json::Value) -> Reader<'a> {
         Reader {
             file,
             text,
             schema,
+            known: None,
+            lookup: None,
             diagnostics: Vec::new(),
         }
+    }
+
+    /// The span of the last key of `path` (from the document root).
+    fn locate(&mut self, path: &[Step]) -> Option<Range<usize>> {
+        let text = self.text;
+        let doc = self.lookup.get_or_insert_with(|| {
+            let (root, _) = DeTable::parse_recoverable(text);
+            Spanned::new(0..text.len(), DeValue::Table(root.into_inner()))
+        });
+        locate_key(doc, path)
     }
 
     fn finish<T>(self, value: Option<T>) -> (Option<T>, Vec<Diagnostic>) {
@@ -603,8 +620,6 @@ impl<'a> Reader<'a> {
         value: Spanned<DeValue<'a>>,
         at: Vec<Step>,
     ) -> Option<T> {
-        // The document is kept to find the spans of unknown keys afterwards.
-        let doc = value.clone();
         let mut ignored: Vec<Vec<Step>> = Vec::new();
         let deserializer = toml::de::ValueDeserializer::from(value);
         let result = serde_ignored::deserialize(deserializer, |path| ignored.push(steps(&path)));
@@ -619,13 +634,15 @@ impl<'a> Reader<'a> {
         };
         let typo = matches!(&result, Err(error) if typo_of_missing(error));
         for path in ignored {
-            let (Some(key), Some(span)) = (path.last(), locate_key(&doc, &path)) else {
+            let mut full = at.clone();
+            full.extend(path);
+            let Some(span) = self.locate(&full) else {
                 continue;
             };
-            let Step::Key(key) = key else { continue };
-            let mut full = at.clone();
-            full.extend(path[..path.len() - 1].iter().cloned());
-            self.unknown_key(key, span, &full);
+            let Some((Step::Key(key), table)) = full.split_last() else {
+                continue;
+            };
+            self.unknown_key(key, span, table);
         }
         match result {
             Ok(value) => Some(value),
@@ -639,7 +656,8 @@ impl<'a> Reader<'a> {
     }
 
     fn unknown_key(&mut self, key: &str, span: Range<usize>, table: &[Step]) {
-        let known = known_keys(&self.schema, table);
+        let schema = self.known.get_or_insert_with(self.schema);
+        let known = known_keys(schema, table);
         let mut d = Diagnostic::error(format!("unknown key `{key}` {}", describe_table(table)))
             .at(self.file, span)
             .label("unknown key");

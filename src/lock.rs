@@ -173,8 +173,7 @@ pub struct LockEntry {
 /// Parses a lock file; every problem is reported.
 pub fn parse(text: &str) -> Result<Lock, Vec<Diagnostic>> {
     const F: FileKind = FileKind::Lock;
-    let (file, mut diagnostics) =
-        crate::input::read_whole::<LockFile>(F, text, crate::input::schema_of::<LockFile>());
+    let (file, mut diagnostics) = crate::input::read_whole::<LockFile>(F, text);
     let Some(file) = file else {
         return Err(diagnostics);
     };
