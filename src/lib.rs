@@ -5,16 +5,23 @@
 //! See ARCHITECTURE.md for the code map.
 
 pub mod cli;
+pub mod config;
 pub mod diag;
+pub mod compile;
 pub mod generate;
+pub mod graph;
 pub mod input;
+pub mod layout;
 pub mod load;
 pub mod lock;
+pub mod manifest;
 pub mod model;
 pub mod names;
+pub mod output;
 pub mod place;
 pub mod quantity;
 pub mod report;
 pub mod schema;
 pub mod spanned;
 pub mod validate;
+pub mod yaml;

@@ -16,6 +16,9 @@
 //! pd = 3
 //! tikv = 9
 //!
+//! [tikv-waves]     # the rollout wave of each TiKV failure domain
+//! "zone=az-1" = 0
+//!
 //! [[instance]]
 //! id = "tikv-0"
 //! component = "tikv"
@@ -93,6 +96,11 @@ pub struct Lock {
     pub entries: Vec<Entry>,
     /// The next ordinal to hand out, per component.
     pub next: BTreeMap<Component, u32>,
+    /// The TiKV rollout wave of each failure domain at the isolation level,
+    /// keyed `label=value` (for example `zone=az-1`). A domain keeps its
+    /// number for as long as it holds TiKV, so the sync-wave and the output
+    /// folder of its objects never change (see `graph`).
+    pub tikv_waves: BTreeMap<String, u32>,
 }
 
 impl Lock {
@@ -113,6 +121,12 @@ impl Lock {
         out.push_str("\n[next]\n");
         for component in Component::STATEFUL {
             let _ = writeln!(out, "{} = {}", component, self.next_ordinal(component));
+        }
+        if !self.tikv_waves.is_empty() {
+            out.push_str("\n[tikv-waves]\n");
+            for (domain, wave) in &self.tikv_waves {
+                let _ = writeln!(out, "{} = {wave}", quote(domain));
+            }
         }
         for e in &self.entries {
             out.push_str("\n[[instance]]\n");
@@ -155,6 +169,9 @@ pub struct LockFile {
     pub version: Sp<u32>,
     #[serde(default)]
     pub next: BTreeMap<String, u32>,
+    /// The TiKV rollout wave of each failure domain, keyed `label=value`.
+    #[serde(default, rename = "tikv-waves")]
+    pub tikv_waves: BTreeMap<String, u32>,
     #[serde(default)]
     pub instance: Vec<LockEntry>,
 }
@@ -202,6 +219,19 @@ pub fn parse(text: &str) -> Result<Lock, Vec<Diagnostic>> {
             ),
         }
     }
+    let mut waves = BTreeMap::new();
+    for (domain, wave) in &file.tikv_waves {
+        if let Some(other) = waves.insert(*wave, domain) {
+            diagnostics.push(
+                Diagnostic::error(format!(
+                    "failure domains `{other}` and `{domain}` share TiKV wave {wave}"
+                ))
+                .in_file(F)
+                .hint(restore),
+            );
+        }
+    }
+    lock.tikv_waves = file.tikv_waves.clone();
     let mut ids = BTreeSet::new();
     let mut dirs: BTreeMap<(&str, &str), InstanceId> = BTreeMap::new();
     for entry in &file.instance {

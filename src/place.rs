@@ -84,13 +84,50 @@ pub fn place(
     let mut lock = Lock {
         entries: solver.entries,
         next: solver.next,
+        tikv_waves: BTreeMap::new(),
     };
     lock.normalize();
+    lock.tikv_waves = tikv_waves(model, &lock, &previous.tikv_waves);
     Ok(Outcome {
         lock,
         events: solver.events,
         warnings: solver.warnings,
     })
+}
+
+/// The wave number of each failure domain at the isolation level that holds
+/// a running TiKV (`up` or `leaving`). Domains keep the number the previous
+/// lock gave them; new ones take the numbers after the highest in use, in
+/// name order. Without an isolation level all TiKV form one wave and no
+/// numbers are recorded.
+pub fn tikv_waves(
+    model: &Model,
+    lock: &Lock,
+    previous: &BTreeMap<String, u32>,
+) -> BTreeMap<String, u32> {
+    let Some(level) = &model.cluster.topology.isolation_level else {
+        return BTreeMap::new();
+    };
+    let domains: BTreeSet<String> = lock
+        .entries
+        .iter()
+        .filter(|e| e.id.component == Component::Tikv && e.state != State::Failed)
+        .filter_map(|e| model.inventory.node(&e.node)?.labels.get(level))
+        .map(|value| format!("{level}={value}"))
+        .collect();
+    let mut waves: BTreeMap<String, u32> = previous
+        .iter()
+        .filter(|(domain, _)| domains.contains(*domain))
+        .map(|(d, w)| (d.clone(), *w))
+        .collect();
+    let mut next = waves.values().max().map_or(0, |w| w + 1);
+    for domain in domains {
+        waves.entry(domain).or_insert_with(|| {
+            next += 1;
+            next - 1
+        });
+    }
+    waves
 }
 
 /// Where an entry lives in the inventory, if it still does.

@@ -17,8 +17,23 @@ pub fn all() -> Vec<(&'static str, String)> {
     .map(|(name, schema)| {
         (
             name,
-            serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n",
+            serde_json::to_string_pretty(&sorted(schema)).expect("a schema serializes") + "\n",
         )
     })
     .collect()
+}
+
+/// The value with every map's keys in byte order, so the checked-in files
+/// do not depend on the order in which the generator inserted them.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(list) => Value::Array(list.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }

@@ -11,6 +11,11 @@
 //!
 //! `golden/examples/<name>` cases are not folders of their own: they run
 //! `examples/<name>`, so the shipped examples are always covered.
+//!
+//! A command that writes an output folder (`compile`) leaves it in the
+//! scratch copy as `deploy/`; the case keeps the expected tree as its own
+//! `deploy/` folder, compared file by file and refreshed by the same update
+//! mode.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,8 +24,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs one case in a scratch copy and renders everything it produced.
-fn run_case(inputs: &Path, args: &str) -> String {
+/// Runs one case in a scratch copy and renders everything it produced,
+/// with the output folder it wrote, if any.
+fn run_case(inputs: &Path, args: &str) -> (String, Option<Tree>) {
     let scratch = tempfile::tempdir().expect("temp dir");
     for name in ["cluster.toml", "inventory.toml", "placement.lock"] {
         let from = inputs.join(name);
@@ -36,18 +42,61 @@ fn run_case(inputs: &Path, args: &str) -> String {
         .output()
         .expect("run tidb-gitops");
     let after = std::fs::read(scratch.path().join("placement.lock")).ok();
+    let deploy = scratch.path().join("deploy");
+    let tree = deploy.is_dir().then(|| read_tree(&deploy));
     let lock = match (&before, &after) {
         (_, None) => "(none)\n".to_string(),
         (Some(b), Some(a)) if a == b => "(unchanged)\n".to_string(),
         (_, Some(a)) => String::from_utf8_lossy(a).into_owned(),
     };
-    format!(
+    let text = format!(
         "$ tidb-gitops {args}\nexit: {}\n--- stdout\n{}--- stderr\n{}--- placement.lock\n{}",
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
         lock
-    )
+    );
+    (text, tree)
+}
+
+type Tree = std::collections::BTreeMap<String, Vec<u8>>;
+
+/// Every file under `root`, by `/`-separated relative path.
+fn read_tree(root: &Path) -> Tree {
+    let mut tree = Tree::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root).expect("under root");
+                let key = rel.to_string_lossy().replace('\\', "/");
+                tree.insert(key, std::fs::read(&path).expect("read file"));
+            }
+        }
+    }
+    tree
+}
+
+/// Compares an expected output tree with the actual one, file by file.
+fn compare_trees(expected: &Tree, actual: &Tree) -> String {
+    let mut out = String::new();
+    for (path, bytes) in actual {
+        match expected.get(path) {
+            None => out.push_str(&format!("  deploy/{path}: not expected\n")),
+            Some(e) if e != bytes => out.push_str(&format!(
+                "  deploy/{path}:\n{}",
+                similar_diff(&String::from_utf8_lossy(e), &String::from_utf8_lossy(bytes))
+            )),
+            Some(_) => {}
+        }
+    }
+    for path in expected.keys().filter(|p| !actual.contains_key(*p)) {
+        out.push_str(&format!("  deploy/{path}: missing\n"));
+    }
+    out
 }
 
 fn cases() -> Vec<PathBuf> {
@@ -97,19 +146,39 @@ fn golden_cases() {
             }
             None => (case.clone(), args.to_string()),
         };
-        let actual = run_case(&inputs, &args);
+        let (actual, tree) = run_case(&inputs, &args);
         let expected_path = case.join("expected.txt");
+        let expected_deploy = case.join("deploy");
         if update {
             std::fs::write(&expected_path, &actual).expect("write expected");
+            if expected_deploy.exists() {
+                std::fs::remove_dir_all(&expected_deploy).expect("remove old expected tree");
+            }
+            for (path, bytes) in tree.iter().flatten() {
+                let target = expected_deploy.join(path);
+                std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+                std::fs::write(target, bytes).expect("write expected tree");
+            }
             continue;
         }
+        let name = case
+            .strip_prefix(root())
+            .unwrap_or(case)
+            .display()
+            .to_string();
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if expected != actual {
-            failures.push(format!(
-                "{}:\n{}",
-                case.strip_prefix(root()).unwrap_or(case).display(),
-                similar_diff(&expected, &actual)
-            ));
+            failures.push(format!("{name}:\n{}", similar_diff(&expected, &actual)));
+        }
+        let expected_tree = expected_deploy
+            .is_dir()
+            .then(|| read_tree(&expected_deploy));
+        let diff = compare_trees(
+            &expected_tree.unwrap_or_default(),
+            &tree.unwrap_or_default(),
+        );
+        if !diff.is_empty() {
+            failures.push(format!("{name} (output folder):\n{diff}"));
         }
     }
     assert!(

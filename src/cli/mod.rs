@@ -16,6 +16,8 @@ use crate::load::{self, Texts};
 use crate::place::{self, Options};
 use crate::report;
 
+mod commands;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tidb-gitops",
@@ -43,6 +45,36 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Compile the cluster folder: write placement.lock and the output folder of manifests
+    Compile {
+        /// The cluster folder (cluster.toml, inventory.toml, placement.lock)
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The output folder [default: DIR/deploy]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Fail instead of changing placement.lock
+        #[arg(long)]
+        locked: bool,
+        /// Treat config keys unknown to the references as errors, not warnings
+        #[arg(long)]
+        strict_config: bool,
+        /// Print how long each stage took
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Recompile in memory and compare with the committed lock and output (exit 1 when stale)
+    Check {
+        /// The cluster folder
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The output folder [default: DIR/deploy]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Treat config keys unknown to the references as errors, not warnings
+        #[arg(long)]
+        strict_config: bool,
+    },
     /// Scaffold a commented cluster folder
     Init { dir: PathBuf },
 }
@@ -55,6 +87,7 @@ pub enum Format {
 
 /// Exit codes (DESIGN §4).
 const EXIT_OK: u8 = 0;
+const EXIT_STALE: u8 = 1;
 const EXIT_INVALID: u8 = 2;
 
 pub fn main() -> ExitCode {
@@ -66,6 +99,24 @@ pub fn main() -> ExitCode {
             rebalance,
             format,
         } => place(&dir, locked, Options { rebalance }, format),
+        Command::Compile {
+            dir,
+            out,
+            locked,
+            strict_config,
+            timings,
+        } => {
+            let out = out.unwrap_or_else(|| commands::default_out(&dir));
+            commands::compile(&dir, &out, locked, strict_config, timings)
+        }
+        Command::Check {
+            dir,
+            out,
+            strict_config,
+        } => {
+            let out = out.unwrap_or_else(|| commands::default_out(&dir));
+            commands::check(&dir, &out, strict_config)
+        }
         Command::Init { dir } => init(&dir),
     };
     ExitCode::from(code)
@@ -75,7 +126,7 @@ fn color() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
 }
 
-fn eprint_diagnostics(diagnostics: &[Diagnostic], sources: &Sources) {
+pub(super) fn eprint_diagnostics(diagnostics: &[Diagnostic], sources: &Sources) {
     if diagnostics.is_empty() {
         return;
     }
@@ -83,14 +134,14 @@ fn eprint_diagnostics(diagnostics: &[Diagnostic], sources: &Sources) {
     let _ = stderr.write_all(diag::render(diagnostics, sources, color()).as_bytes());
 }
 
-fn fail(diagnostics: &[Diagnostic], sources: &Sources) -> u8 {
+pub(super) fn fail(diagnostics: &[Diagnostic], sources: &Sources) -> u8 {
     eprint_diagnostics(diagnostics, sources);
     eprintln!("{}; nothing was written", diag::summary(diagnostics));
     EXIT_INVALID
 }
 
 /// How a file of the cluster folder is named in messages.
-fn display_path(dir: &Path, kind: FileKind) -> String {
+pub(super) fn display_path(dir: &Path, kind: FileKind) -> String {
     if dir == Path::new(".") {
         kind.file_name().to_string()
     } else {
@@ -100,22 +151,22 @@ fn display_path(dir: &Path, kind: FileKind) -> String {
 
 /// The texts of a cluster folder, read from disk. They live in `sources`
 /// (which diagnostics render from); the other fields say which were found.
-struct Folder {
-    sources: Sources,
+pub(super) struct Folder {
+    pub(super) sources: Sources,
     has_lock: bool,
 }
 
 impl Folder {
-    fn text(&self, kind: FileKind) -> &str {
+    pub(super) fn text(&self, kind: FileKind) -> &str {
         self.sources.text(kind).unwrap_or_default()
     }
 
-    fn lock(&self) -> Option<&str> {
+    pub(super) fn lock(&self) -> Option<&str> {
         self.has_lock.then(|| self.text(FileKind::Lock))
     }
 }
 
-fn read_folder(dir: &Path) -> Result<Folder, (Vec<Diagnostic>, Sources)> {
+pub(super) fn read_folder(dir: &Path) -> Result<Folder, (Vec<Diagnostic>, Sources)> {
     let mut sources = Sources::default();
     let mut diagnostics = Vec::new();
     let mut read = |kind: FileKind, required: bool| -> bool {
@@ -253,8 +304,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-const SCAFFOLD_CLUSTER: &str = include_str!("scaffold/cluster.toml");
-const SCAFFOLD_INVENTORY: &str = include_str!("scaffold/inventory.toml");
+const SCAFFOLD_CLUSTER: &str = include_str!("../scaffold/cluster.toml");
+const SCAFFOLD_INVENTORY: &str = include_str!("../scaffold/inventory.toml");
 
 fn init(dir: &Path) -> u8 {
     let targets = [

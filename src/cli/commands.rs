@@ -1,0 +1,261 @@
+//! `compile` and `check`: the commands that produce and verify the output
+//! folder.
+
+use std::path::{Path, PathBuf};
+
+use super::{
+    EXIT_INVALID, EXIT_OK, EXIT_STALE, display_path, eprint_diagnostics, fail, read_folder,
+};
+use crate::compile::{self, Compiled, Options};
+use crate::diag::{Diagnostic, FileKind};
+use crate::layout::{Files, Source};
+use crate::load::Texts;
+use crate::output::{self, Written};
+use crate::report;
+
+/// The Git repository URL written into the example Flux and Argo CD objects.
+const EXAMPLE_REPOSITORY: &str = "https://git.example.com/platform/tidb-deploy.git";
+
+/// The output folder when `--out` is not given: `deploy` in the cluster folder.
+pub fn default_out(dir: &Path) -> PathBuf {
+    if dir == Path::new(".") {
+        PathBuf::from("deploy")
+    } else {
+        dir.join("deploy")
+    }
+}
+
+/// Compiles the folder in memory; on invalid input prints the diagnostics
+/// and returns the exit code.
+fn compile_folder(
+    dir: &Path,
+    out: &Path,
+    strict_config: bool,
+) -> Result<(Compiled, super::Folder), u8> {
+    let folder = match read_folder(dir) {
+        Ok(folder) => folder,
+        Err((diagnostics, sources)) => return Err(fail(&diagnostics, &sources)),
+    };
+    let options = Options {
+        strict_config,
+        source: source(out),
+    };
+    let texts = Texts {
+        cluster: folder.text(FileKind::Cluster),
+        inventory: folder.text(FileKind::Inventory),
+        lock: folder.lock(),
+    };
+    match compile::compile(texts, &options) {
+        Ok(compiled) => Ok((compiled, folder)),
+        Err(diagnostics) => Err(fail(&diagnostics, &folder.sources)),
+    }
+}
+
+/// Where Flux and Argo CD find the output: its path relative to the root of
+/// the Git repository that holds it (found by walking up to `.git`), so the
+/// same repository gives the same bytes on every machine. Outside a
+/// repository the output folder's own name is used.
+pub fn source(out: &Path) -> Source {
+    let absolute = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+    // Resolve symbolic links in the existing part of the path.
+    let mut existing = absolute.clone();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut resolved = existing.canonicalize().unwrap_or(existing);
+    for part in rest.iter().rev() {
+        resolved.push(part);
+    }
+    let root = resolved
+        .ancestors()
+        .skip(1)
+        .find(|a| a.join(".git").exists())
+        .map(Path::to_path_buf);
+    let relative: PathBuf = match &root {
+        Some(root) => resolved
+            .strip_prefix(root)
+            .unwrap_or(&resolved)
+            .to_path_buf(),
+        None => resolved.file_name().map(PathBuf::from).unwrap_or_default(),
+    };
+    let path = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
+    Source {
+        repository: EXAMPLE_REPOSITORY.into(),
+        branch: "main".into(),
+        path,
+    }
+}
+
+pub fn compile(dir: &Path, out: &Path, locked: bool, strict_config: bool, timings: bool) -> u8 {
+    let (compiled, folder) = match compile_folder(dir, out, strict_config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let lock_text = compiled.lock.render();
+    let lock_changed = folder.lock() != Some(lock_text.as_str());
+    if lock_changed && locked {
+        let mut d = Diagnostic::error("placement.lock would change, and --locked forbids it")
+            .in_file(FileKind::Lock);
+        for event in &compiled.events {
+            d = d.note(report::describe_event(event));
+        }
+        let mut diagnostics = compiled.warnings.clone();
+        diagnostics.push(d.hint(format!(
+            "run `tidb-gitops compile {}` without --locked, review the change and commit placement.lock",
+            dir.display()
+        )));
+        return fail(&diagnostics, &folder.sources);
+    }
+    eprint_diagnostics(&compiled.warnings, &folder.sources);
+
+    let start = std::time::Instant::now();
+    // The output first: if it cannot be written, the lock stays as it was
+    // and the next run starts from the same state.
+    let written = match output::write(out, &compiled.files) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if matches!(e, output::WriteError::NotOurs(_)) {
+                eprintln!(
+                    "help: choose another --out, or remove the folder yourself if it really is an old output"
+                );
+            }
+            return EXIT_INVALID;
+        }
+    };
+    if lock_changed
+        && let Err(e) =
+            super::write_atomically(&dir.join(FileKind::Lock.file_name()), lock_text.as_bytes())
+    {
+        eprintln!(
+            "error: cannot write {}: {e}",
+            display_path(dir, FileKind::Lock)
+        );
+        return EXIT_INVALID;
+    }
+    let write_time = start.elapsed();
+    for event in &compiled.events {
+        eprintln!("{}", report::describe_event(event));
+    }
+    let objects = compiled.objects;
+    eprintln!(
+        "{} {} ({objects} objects); {} {}",
+        out.display(),
+        match written {
+            Written::Replaced => "written",
+            Written::Unchanged => "unchanged",
+        },
+        display_path(dir, FileKind::Lock),
+        if lock_changed { "written" } else { "unchanged" }
+    );
+    if timings {
+        let t = compiled.timings;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        eprintln!(
+            "timings: parse+validate {:.1} ms, place {:.1} ms, objects {:.1} ms, render {:.1} ms, write {:.1} ms",
+            ms(t.load),
+            ms(t.place),
+            ms(t.objects),
+            ms(t.render),
+            ms(write_time)
+        );
+    }
+    EXIT_OK
+}
+
+pub fn check(dir: &Path, out: &Path, strict_config: bool) -> u8 {
+    let (compiled, folder) = match compile_folder(dir, out, strict_config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    eprint_diagnostics(&compiled.warnings, &folder.sources);
+    let mut stale = Vec::new();
+    let lock_text = compiled.lock.render();
+    match folder.lock() {
+        None => stale.push(format!("{} is missing", display_path(dir, FileKind::Lock))),
+        Some(text) if text != lock_text => {
+            stale.push(format!(
+                "{} would change",
+                display_path(dir, FileKind::Lock)
+            ));
+            for event in &compiled.events {
+                stale.push(format!("  {}", report::describe_event(event)));
+            }
+        }
+        Some(_) => {}
+    }
+    match output::read(out) {
+        Ok(existing) => stale.extend(differences(out, &existing, &compiled.files)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            stale.push(format!("{} is missing", out.display()))
+        }
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", out.display());
+            return EXIT_INVALID;
+        }
+    }
+    if stale.is_empty() {
+        eprintln!(
+            "{} and {} are up to date",
+            display_path(dir, FileKind::Lock),
+            out.display()
+        );
+        return EXIT_OK;
+    }
+    for line in &stale {
+        eprintln!("{line}");
+    }
+    let mut fix = format!("tidb-gitops compile {}", dir.display());
+    if *out != default_out(dir) {
+        fix.push_str(&format!(" --out {}", out.display()));
+    }
+    eprintln!("help: run `{fix}` and commit the result");
+    EXIT_STALE
+}
+
+/// The files that differ, are missing or are extra, a few of each kind.
+fn differences(out: &Path, existing: &Files, wanted: &Files) -> Vec<String> {
+    const SHOWN: usize = 10;
+    let mut lines = Vec::new();
+    let changed: Vec<&String> = wanted
+        .iter()
+        .filter(|(k, v)| existing.get(*k).is_some_and(|e| e != *v))
+        .map(|(k, _)| k)
+        .collect();
+    let missing: Vec<&String> = wanted
+        .keys()
+        .filter(|k| !existing.contains_key(*k))
+        .collect();
+    let extra: Vec<&String> = existing
+        .keys()
+        .filter(|k| !wanted.contains_key(*k))
+        .collect();
+    for (what, list) in [
+        ("differ from what compile writes", changed),
+        ("are missing", missing),
+        ("should not be there", extra),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        lines.push(format!("{} files in {} {what}:", list.len(), out.display()));
+        for path in list.iter().take(SHOWN) {
+            lines.push(format!("  {path}"));
+        }
+        if list.len() > SHOWN {
+            lines.push(format!("  and {} more", list.len() - SHOWN));
+        }
+    }
+    lines
+}

@@ -1,0 +1,110 @@
+//! The whole pipeline, from the texts of a cluster folder to the lock and
+//! the files of the output folder. Pure: the CLI reads and writes; tests,
+//! `check` and the benchmark call this directly.
+
+use std::time::{Duration, Instant};
+
+use crate::diag::{self, Diagnostic};
+use crate::layout::{self, Files, Source};
+use crate::load::{self, Texts};
+use crate::lock::Lock;
+use crate::place::{self, Event};
+use crate::{config, graph, manifest};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Unknown config keys are errors, not warnings.
+    pub strict_config: bool,
+    /// Where the GitOps tools find the output.
+    pub source: Source,
+}
+
+/// What a compile produced.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub lock: Lock,
+    pub events: Vec<Event>,
+    pub files: Files,
+    /// How many Kubernetes objects `files` holds under `manifests/`.
+    pub objects: usize,
+    /// Warnings (errors stop the compile).
+    pub warnings: Vec<Diagnostic>,
+    pub timings: Timings,
+}
+
+/// Time spent in each stage.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    pub load: Duration,
+    pub place: Duration,
+    pub objects: Duration,
+    pub render: Duration,
+}
+
+pub fn compile(texts: Texts<'_>, options: &Options) -> Result<Compiled, Vec<Diagnostic>> {
+    let mut timings = Timings::default();
+    let start = Instant::now();
+    let (loaded, mut diagnostics) = load::load(texts);
+    let Some(loaded) = loaded else {
+        return Err(diagnostics);
+    };
+    diagnostics.extend(config::check(
+        &loaded.model,
+        texts.cluster,
+        options.strict_config,
+    ));
+    if diag::has_errors(&diagnostics) {
+        diag::sort(&mut diagnostics);
+        return Err(diagnostics);
+    }
+    timings.load = start.elapsed();
+
+    let start = Instant::now();
+    let outcome = match place::place(&loaded.model, &loaded.lock, &place::Options::default()) {
+        Ok(outcome) => outcome,
+        Err(errors) => {
+            diagnostics.extend(errors);
+            diag::sort(&mut diagnostics);
+            return Err(diagnostics);
+        }
+    };
+    diagnostics.extend(outcome.warnings.iter().cloned());
+    timings.place = start.elapsed();
+
+    let start = Instant::now();
+    let model = &loaded.model;
+    let configs = config::render(model);
+    let built = manifest::objects(model, &outcome.lock, &configs).and_then(|objects| {
+        graph::assign(model, &outcome.lock, &objects).map(|ordering| (objects, ordering))
+    });
+    let (objects, ordering) = match built {
+        Ok(built) => built,
+        Err(errors) => {
+            diagnostics.extend(errors);
+            diag::sort(&mut diagnostics);
+            return Err(diagnostics);
+        }
+    };
+    timings.objects = start.elapsed();
+
+    let start = Instant::now();
+    let count = objects.len();
+    let files = match layout::files(model, objects, &ordering, &options.source) {
+        Ok(files) => files,
+        Err(errors) => {
+            diagnostics.extend(errors);
+            diag::sort(&mut diagnostics);
+            return Err(diagnostics);
+        }
+    };
+    timings.render = start.elapsed();
+    diag::sort(&mut diagnostics);
+    Ok(Compiled {
+        lock: outcome.lock,
+        events: outcome.events,
+        files,
+        objects: count,
+        warnings: diagnostics,
+        timings,
+    })
+}

@@ -1,0 +1,362 @@
+//! Ordering: which wave each object belongs to, checked against a
+//! dependency graph.
+//!
+//! A wave is a number (Argo CD's `sync-wave`) and a folder (one Flux
+//! `Kustomization`). Both are fixed for an object's whole life, because Flux
+//! deletes and recreates an object that moves from one Kustomization to
+//! another. So a wave is derived only from what never changes for an object:
+//!
+//! | objects | wave number | folder |
+//! |---|---|---|
+//! | Namespace, StorageClass | 0 | `00000-base` |
+//! | ConfigMaps, Services, PodDisruptionBudgets | 1 | `00001-shared` |
+//! | PV and claim of a running instance | 1 | its workload's folder |
+//! | PV and claim of a failed instance `c-N` | 1 | `00001-retained-c-{N / 250}` |
+//! | PD instance `pd-N` | 100 + N | `{100+N}-pd-N` |
+//! | TiKV instances of failure domain D | 10000 + lock's number of D | `{..}-tikv-{D}-{N / 250}` |
+//! | TiDB | 20000 | `20000-tidb` |
+//!
+//! PD members come one wave each (the first bootstraps, the others join in
+//! order), TiKV one wave per failure domain at the isolation level (so a
+//! rolling change never touches two domains at once), and large waves are
+//! split into folders of at most 250 instances by ordinal, so no Flux
+//! Kustomization has to build thousands of objects.
+//!
+//! The dependency graph (petgraph) records what each object needs; every
+//! edge must point from an earlier wave to a later one (or the same wave
+//! where one apply suffices), which `assign` checks.
+
+use std::collections::BTreeMap;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::diag::Diagnostic;
+use crate::lock::Lock;
+use crate::manifest::{Object, Role};
+use crate::model::{Component, InstanceId, Model};
+
+/// Instances per folder in large waves: 250 volumes are 500 objects.
+pub const CHUNK: u32 = 250;
+
+pub const WAVE_BASE: u32 = 0;
+pub const WAVE_SHARED: u32 = 1;
+pub const WAVE_PD: u32 = 100;
+pub const WAVE_TIKV: u32 = 10_000;
+pub const WAVE_TIDB: u32 = 20_000;
+
+/// One wave folder.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Wave {
+    pub number: u32,
+    /// The folder under `manifests/`, also the Flux Kustomization's suffix.
+    pub folder: String,
+    /// How long Flux waits for the wave to become healthy.
+    pub timeout: String,
+}
+
+/// The waves in apply order, and each object's wave (an index into `waves`).
+#[derive(Clone, Debug)]
+pub struct Ordering {
+    pub waves: Vec<Wave>,
+    pub of_object: Vec<usize>,
+    /// Each object's Argo CD sync-wave.
+    pub sync_wave: Vec<u32>,
+}
+
+/// Whether a dependency must be healthy before its dependent is applied
+/// (`Before`) or may go in the same apply (`Same`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need {
+    Same,
+    Before,
+}
+
+pub fn assign(model: &Model, lock: &Lock, objects: &[Object]) -> Result<Ordering, Vec<Diagnostic>> {
+    let mut diagnostics = Vec::new();
+    let mut per_object = Vec::with_capacity(objects.len());
+    let mut sync_wave = Vec::with_capacity(objects.len());
+    let running: std::collections::BTreeSet<InstanceId> = objects
+        .iter()
+        .filter_map(|o| match o.role {
+            Role::Workload(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    for object in objects {
+        // The volumes of a running instance share its workload's folder (one
+        // file holds all three, which reads well in a review) but keep an
+        // early sync-wave; Flux applies a folder in one server-side apply, so
+        // the claim exists when the StatefulSet's pod is scheduled.
+        let (role, sync) = match &object.role {
+            Role::Volume(id) if running.contains(id) => (Role::Workload(*id), WAVE_SHARED),
+            Role::Volume(id) => (Role::Volume(*id), WAVE_SHARED),
+            other => (other.clone(), 0),
+        };
+        match wave_of(model, lock, &role) {
+            Ok(key) => {
+                sync_wave.push(if sync == 0 { key.0 } else { sync });
+                per_object.push(key);
+            }
+            Err(d) => {
+                diagnostics.push(*d);
+                sync_wave.push(0);
+                per_object.push((0, String::new()));
+            }
+        }
+    }
+    if !diagnostics.is_empty() {
+        diagnostics.dedup_by(|a, b| a.message == b.message);
+        return Err(diagnostics);
+    }
+
+    // Count instances per folder for the timeouts.
+    let mut folders: BTreeMap<(u32, String), u32> = BTreeMap::new();
+    for (object, key) in objects.iter().zip(&per_object) {
+        let count = folders.entry(key.clone()).or_default();
+        if matches!(object.role, Role::Workload(_)) {
+            *count += 1;
+        }
+    }
+    let waves: Vec<Wave> = folders
+        .iter()
+        .map(|((number, folder), workloads)| Wave {
+            number: *number,
+            folder: folder.clone(),
+            timeout: timeout(*number, *workloads),
+        })
+        .collect();
+    let index: BTreeMap<&(u32, String), usize> =
+        folders.keys().enumerate().map(|(i, k)| (k, i)).collect();
+    let of_object: Vec<usize> = per_object.iter().map(|k| index[k]).collect();
+
+    check_dependencies(objects, &of_object, &sync_wave)?;
+    Ok(Ordering {
+        waves,
+        of_object,
+        sync_wave,
+    })
+}
+
+/// The folder (its order number and name) of an object in `role`.
+fn wave_of(model: &Model, lock: &Lock, role: &Role) -> Result<(u32, String), Box<Diagnostic>> {
+    let chunk = |id: InstanceId| id.ordinal / CHUNK;
+    Ok(match role {
+        Role::Base => (WAVE_BASE, format!("{WAVE_BASE:05}-base")),
+        Role::Shared => (WAVE_SHARED, format!("{WAVE_SHARED:05}-shared")),
+        // A failed instance has no workload; its volumes stay, in a folder
+        // of their own. They may have lived in a domain folder before: moving
+        // is safe for them alone, because Flux never prunes an object marked
+        // `prune: disabled`, and the new folder adopts it.
+        Role::Volume(id) => (
+            WAVE_SHARED,
+            format!("{WAVE_SHARED:05}-retained-{}-{}", id.component, chunk(*id)),
+        ),
+        Role::Workload(id) if id.component == Component::Pd => {
+            let number = WAVE_PD + id.ordinal;
+            if number >= WAVE_TIKV {
+                return Err(Box::new(Diagnostic::error(format!(
+                    "PD instance `{id}` needs wave {number}, past the PD range (ordinals up to {})",
+                    WAVE_TIKV - WAVE_PD - 1
+                ))
+                .hint("this many PD replacements is not supported; report it as a bug")));
+            }
+            (number, format!("{number:05}-pd-{}", id.ordinal))
+        }
+        Role::Workload(id) => {
+            let entry = lock
+                .entries
+                .binary_search_by_key(id, |e| e.id)
+                .ok()
+                .map(|i| &lock.entries[i]);
+            let domain = match (&model.cluster.topology.isolation_level, entry) {
+                (Some(level), Some(entry)) => model
+                    .inventory
+                    .node(&entry.node)
+                    .and_then(|n| n.labels.get(level))
+                    .map(|value| (format!("{level}={value}"), value.clone())),
+                _ => None,
+            };
+            let (index, name) = match domain {
+                Some((key, value)) => match lock.tikv_waves.get(&key) {
+                    Some(i) => (*i, format!("-{}", folder_part(&value))),
+                    None => {
+                        return Err(Box::new(Diagnostic::error(format!(
+                            "failure domain `{key}` of `{id}` has no TiKV wave in placement.lock"
+                        ))
+                        .hint("run `tidb-gitops place` to bring placement.lock up to date")));
+                    }
+                },
+                None => (0, String::new()),
+            };
+            let number = WAVE_TIKV + index;
+            if number >= WAVE_TIDB {
+                return Err(Box::new(
+                    Diagnostic::error(format!(
+                        "TiKV wave {index} is past the TiKV range ({} failure domains)",
+                        WAVE_TIDB - WAVE_TIKV
+                    ))
+                    .hint("use a coarser isolation_level in [topology]"),
+                ));
+            }
+            (number, format!("{number:05}-tikv{name}-{}", chunk(*id)))
+        }
+        Role::Tidb => (WAVE_TIDB, format!("{WAVE_TIDB:05}-tidb")),
+    })
+}
+
+/// A label value as a folder and object-name part: Kubernetes names are
+/// lower case and have no `_` or `.`.
+pub fn folder_part(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            'A'..='Z' => c.to_ascii_lowercase(),
+            '_' | '.' => '-',
+            c => c,
+        })
+        .collect()
+}
+
+/// Flux waits this long for a wave to become healthy: a PD member may need
+/// to wait for its peers' DNS and join; TiKV stores start in parallel within
+/// a wave but may replay a long Raft log first.
+fn timeout(number: u32, workloads: u32) -> String {
+    let minutes = match number {
+        n if n < WAVE_PD => 5,
+        n if n < WAVE_TIKV => 10,
+        n if n < WAVE_TIDB => 15 + workloads / 10,
+        _ => 15,
+    };
+    format!("{minutes}m")
+}
+
+/// Builds the dependency graph and checks that every object comes no
+/// earlier than what it needs.
+fn check_dependencies(
+    objects: &[Object],
+    of_object: &[usize],
+    sync_wave: &[u32],
+) -> Result<(), Vec<Diagnostic>> {
+    let mut graph: DiGraph<usize, Need> = DiGraph::with_capacity(objects.len(), objects.len() * 4);
+    let nodes: Vec<NodeIndex> = (0..objects.len()).map(|i| graph.add_node(i)).collect();
+    let by_kind = |kind: &str| -> Vec<usize> {
+        objects
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.kind == kind)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let namespace = by_kind("Namespace");
+    let storage_class = by_kind("StorageClass");
+    let config_maps = by_kind("ConfigMap");
+    let services = by_kind("Service");
+    let mut claims: BTreeMap<InstanceId, usize> = BTreeMap::new();
+    let mut volumes: BTreeMap<InstanceId, usize> = BTreeMap::new();
+    let mut workloads: BTreeMap<InstanceId, usize> = BTreeMap::new();
+    for (i, o) in objects.iter().enumerate() {
+        match (&o.role, o.kind) {
+            (Role::Volume(id), "PersistentVolumeClaim") => {
+                claims.insert(*id, i);
+            }
+            (Role::Volume(id), _) => {
+                volumes.insert(*id, i);
+            }
+            (Role::Workload(id), _) => {
+                workloads.insert(*id, i);
+            }
+            _ => {}
+        }
+    }
+    let mut edge = |from: usize, to: usize, need: Need| {
+        graph.add_edge(nodes[from], nodes[to], need);
+    };
+    for (i, o) in objects.iter().enumerate() {
+        if !matches!(o.kind, "Namespace" | "StorageClass" | "PersistentVolume") {
+            for &n in &namespace {
+                edge(n, i, Need::Same);
+            }
+        }
+        match (&o.role, o.kind) {
+            (Role::Volume(_), "PersistentVolume") => {
+                for &s in &storage_class {
+                    edge(s, i, Need::Same);
+                }
+            }
+            (Role::Volume(id), _) => edge(volumes[id], i, Need::Same),
+            (Role::Workload(id), _) => {
+                edge(claims[id], i, Need::Same);
+                for &c in config_maps.iter().chain(&services) {
+                    edge(c, i, Need::Same);
+                }
+                let before: Vec<usize> = match id.component {
+                    // Members join one after another, in ordinal order.
+                    Component::Pd => workloads
+                        .range(..*id)
+                        .filter(|(other, _)| other.component == Component::Pd)
+                        .map(|(_, w)| *w)
+                        .collect(),
+                    // Every PD before any TiKV.
+                    _ => workloads
+                        .iter()
+                        .filter(|(other, _)| other.component == Component::Pd)
+                        .map(|(_, w)| *w)
+                        .collect(),
+                };
+                for w in before {
+                    edge(w, i, Need::Before);
+                }
+            }
+            (Role::Tidb, _) => {
+                for &c in config_maps.iter().chain(&services) {
+                    edge(c, i, Need::Same);
+                }
+                for (_, &w) in workloads.iter() {
+                    edge(w, i, Need::Before);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let mut diagnostics = Vec::new();
+    if petgraph::algo::toposort(&graph, None).is_err() {
+        diagnostics.push(
+            Diagnostic::error("the object dependency graph has a cycle")
+                .hint("this is a bug in tidb-gitops; please report it with your cluster.toml"),
+        );
+    }
+    for e in graph.edge_indices() {
+        let (from, to) = graph.edge_endpoints(e).expect("edge");
+        let (a, b) = (graph[from], graph[to]);
+        // Both orders must hold: Argo CD's sync-waves and the Flux chain
+        // (folders are chained in index order).
+        let ok = |x: usize, y: usize| match graph[e] {
+            Need::Same => x <= y,
+            Need::Before => x < y,
+        };
+        let argo = ok(sync_wave[a] as usize, sync_wave[b] as usize);
+        let flux = ok(of_object[a], of_object[b]);
+        if !(argo && flux) {
+            diagnostics.push(
+                Diagnostic::error(format!(
+                    "{} `{}` (wave {}, folder {}) must come after {} `{}` (wave {}, folder {})",
+                    objects[b].kind,
+                    objects[b].name,
+                    sync_wave[b],
+                    of_object[b],
+                    objects[a].kind,
+                    objects[a].name,
+                    sync_wave[a],
+                    of_object[a]
+                ))
+                .hint("this is a bug in tidb-gitops; please report it with your cluster.toml"),
+            );
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        Err(diagnostics)
+    }
+}

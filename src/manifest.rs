@@ -1,0 +1,1092 @@
+//! The Kubernetes objects of a cluster, built from the model and the lock.
+//!
+//! Every object is a `serde_json::Value` built field by field, in the order
+//! a reader expects (`apiVersion`, `kind`, `metadata`, `spec`), with the
+//! defaults the API server would add written out, so a GitOps tool sees no
+//! drift between git and the live object. Nothing here does IO or decides
+//! ordering: `graph` gives each object its wave, `layout` its file.
+//!
+//! Facts about images, flags, ports and probes come from FACTS.md; where it
+//! calls something unverified or inferred, the comment says so.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::config::Configs;
+use crate::diag::Diagnostic;
+use crate::lock::{Entry, Lock, State};
+use crate::model::{Component, Model, Node, Resources, ServiceType, Stateful, Toleration};
+
+/// The shell scripts that run in pods (tested in tests/pod_scripts.rs).
+pub const INIT_DIR_SH: &str = include_str!("pod/init-dir.sh");
+pub const PD_START_SH: &str = include_str!("pod/pd-start.sh");
+pub const TIDB_START_SH: &str = include_str!("pod/tidb-start.sh");
+
+/// Where the scripts ConfigMap is mounted in every pod.
+const SCRIPTS_DIR: &str = "/etc/tidb-gitops";
+/// The owner marker the init container writes (see src/pod/init-dir.sh).
+pub const OWNER_MARKER: &str = ".tidb-gitops-owner";
+/// The Secret key that holds TiDB's initial root password.
+pub const ROOT_PASSWORD_KEY: &str = "root";
+
+pub const PD_CLIENT_PORT: u16 = 2379;
+pub const PD_PEER_PORT: u16 = 2380;
+pub const TIKV_PORT: u16 = 20160;
+pub const TIKV_STATUS_PORT: u16 = 20180;
+pub const TIDB_PORT: u16 = 4000;
+pub const TIDB_STATUS_PORT: u16 = 10080;
+
+/// Annotations that keep GitOps tools from ever deleting an object that
+/// holds or guards data, even when it disappears from git.
+pub const ARGO_SYNC_OPTIONS: &str = "argocd.argoproj.io/sync-options";
+pub const ARGO_NO_DELETE: &str = "Prune=false,Delete=false";
+pub const FLUX_PRUNE: &str = "kustomize.toolkit.fluxcd.io/prune";
+pub const ARGO_SYNC_WAVE: &str = "argocd.argoproj.io/sync-wave";
+
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_CLUSTER: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_INSTANCE_ID: &str = "tidb-gitops.io/instance-id";
+
+/// Kubernetes' name limits: DNS-1123 subdomains (most objects), DNS-1123
+/// labels (Services, Namespaces), and StatefulSets, whose pods get a
+/// `controller-revision-hash` label of the name plus 11 characters.
+const MAX_SUBDOMAIN: usize = 253;
+const MAX_LABEL: usize = 63;
+const MAX_STATEFULSET: usize = 52;
+
+/// What one object is, for ordering and file naming.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Namespace and StorageClass: needed by everything else.
+    Base,
+    /// ConfigMaps, Services, PodDisruptionBudgets.
+    Shared,
+    /// The PV and claim of one instance.
+    Volume(crate::model::InstanceId),
+    /// The StatefulSet of one PD or TiKV instance.
+    Workload(crate::model::InstanceId),
+    /// TiDB's StatefulSet.
+    Tidb,
+}
+
+#[derive(Clone, Debug)]
+pub struct Object {
+    pub role: Role,
+    pub kind: &'static str,
+    pub name: String,
+    pub value: Value,
+}
+
+/// The names of every object of a cluster, computed once.
+#[derive(Clone, Debug)]
+pub struct Names {
+    pub cluster: String,
+    pub namespace: String,
+    pub storage_class: String,
+    pub pd_service: String,
+    pub pd_peer: String,
+    pub tikv_peer: String,
+    pub tidb_service: String,
+    pub tidb_peer: String,
+    pub tidb: String,
+}
+
+impl Names {
+    pub fn new(model: &Model) -> Names {
+        let c = &model.cluster.name;
+        Names {
+            cluster: c.clone(),
+            namespace: model.cluster.namespace.clone(),
+            // Cluster-scoped: the namespace is part of the name, and dots
+            // (which neither part may hold) keep `a-b`/`c` apart from `a`/`b-c`.
+            storage_class: format!("{}.{c}.local", model.cluster.namespace),
+            pd_service: format!("{c}-pd"),
+            pd_peer: format!("{c}-pd-peer"),
+            tikv_peer: format!("{c}-tikv-peer"),
+            tidb_service: format!("{c}-tidb"),
+            tidb_peer: format!("{c}-tidb-peer"),
+            tidb: format!("{c}-tidb"),
+        }
+    }
+
+    pub fn workload(&self, id: crate::model::InstanceId) -> String {
+        format!("{}-{id}", self.cluster)
+    }
+
+    pub fn claim(&self, id: crate::model::InstanceId) -> String {
+        format!("{}-{id}", self.cluster)
+    }
+
+    pub fn volume(&self, id: crate::model::InstanceId) -> String {
+        format!("{}.{}.{id}", self.namespace, self.cluster)
+    }
+
+    /// The stable DNS name of a PD or TiKV instance's pod (its StatefulSet
+    /// has one replica, so the pod is `<statefulset>-0`).
+    pub fn host(&self, id: crate::model::InstanceId) -> String {
+        let peer = match id.component {
+            Component::Pd => &self.pd_peer,
+            _ => &self.tikv_peer,
+        };
+        format!("{}-0.{peer}.{}.svc", self.workload(id), self.namespace)
+    }
+
+    pub fn pd_url(&self) -> String {
+        format!(
+            "http://{}.{}.svc:{PD_CLIENT_PORT}",
+            self.pd_service, self.namespace
+        )
+    }
+
+    pub fn pd_peer_url(&self) -> String {
+        format!(
+            "http://{}.{}.svc:{PD_CLIENT_PORT}",
+            self.pd_peer, self.namespace
+        )
+    }
+}
+
+/// Checks one generated name against its Kubernetes limit.
+fn check_name(kind: &str, name: &str, max: usize, diagnostics: &mut Vec<Diagnostic>) {
+    if name.len() > max {
+        diagnostics.push(
+            Diagnostic::error(format!(
+                "the {kind} name `{name}` has {} characters; Kubernetes allows {max}",
+                name.len()
+            ))
+            .hint("choose a shorter cluster name or namespace in cluster.toml ([cluster] name, namespace)"),
+        );
+    }
+}
+
+/// Every object of the cluster, or the names that break Kubernetes' limits.
+pub fn objects(
+    model: &Model,
+    lock: &Lock,
+    configs: &Configs,
+) -> Result<Vec<Object>, Vec<Diagnostic>> {
+    let names = Names::new(model);
+    let mut diagnostics = Vec::new();
+    let b = Builder::new(model, &names, configs);
+    let mut out = Vec::with_capacity(16 + lock.entries.len() * 3);
+
+    out.push(b.namespace());
+    out.push(b.storage_class());
+    out.extend(b.config_maps());
+    out.extend(b.services());
+    out.extend(b.disruption_budgets());
+    for entry in &lock.entries {
+        out.push(b.volume(entry));
+        out.push(b.claim(entry));
+        // A failed instance keeps its volume objects (its data stays
+        // reviewable and undeletable) but no workload: its node is gone or
+        // down, or its directory no longer qualifies.
+        if entry.state != State::Failed
+            && let Some(node) = model.inventory.node(&entry.node)
+        {
+            out.push(b.stateful_set(entry, node, lock));
+        }
+    }
+    out.push(b.tidb());
+
+    for object in &out {
+        let max = match object.kind {
+            "StatefulSet" => MAX_STATEFULSET,
+            "Namespace" | "Service" => MAX_LABEL,
+            _ => MAX_SUBDOMAIN,
+        };
+        check_name(object.kind, &object.name, max, &mut diagnostics);
+    }
+    // The instance-id label and the owner marker carry the ids; Services'
+    // DNS names are labels too (checked above).
+    diagnostics.dedup_by(|a, b| a.message == b.message);
+    if diagnostics.is_empty() {
+        Ok(out)
+    } else {
+        Err(diagnostics)
+    }
+}
+
+/// The first 10 hex digits of the SHA-256 of some named texts: short enough
+/// for names, long enough that two different configs never share one.
+pub fn content_hash<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut hasher = Sha256::new();
+    for (key, text) in parts {
+        // Length prefixes make the encoding unambiguous.
+        hasher.update((key.len() as u64).to_le_bytes());
+        hasher.update(key.as_bytes());
+        hasher.update((text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+    }
+    let digest = hasher.finalize();
+    digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
+}
+
+struct Builder<'a> {
+    model: &'a Model,
+    names: &'a Names,
+    config_names: BTreeMap<Component, String>,
+    config_texts: BTreeMap<Component, &'a str>,
+    scripts_name: String,
+}
+
+fn obj(map: Value) -> Map<String, Value> {
+    match map {
+        Value::Object(m) => m,
+        _ => unreachable!("object literal"),
+    }
+}
+
+impl<'a> Builder<'a> {
+    fn new(model: &'a Model, names: &'a Names, configs: &'a Configs) -> Builder<'a> {
+        let texts = BTreeMap::from([
+            (Component::Pd, configs.pd.as_str()),
+            (Component::Tikv, configs.tikv.as_str()),
+            (Component::Tidb, configs.tidb.as_str()),
+        ]);
+        let config_names = texts
+            .iter()
+            .map(|(c, text)| {
+                let file = format!("{c}.toml");
+                (
+                    *c,
+                    format!(
+                        "{}-{c}-{}",
+                        names.cluster,
+                        content_hash([(file.as_str(), *text)])
+                    ),
+                )
+            })
+            .collect();
+        let scripts_name = format!("{}-scripts-{}", names.cluster, content_hash(scripts()));
+        Builder {
+            model,
+            names,
+            config_names,
+            config_texts: texts,
+            scripts_name,
+        }
+    }
+
+    fn labels(&self, component: Option<Component>) -> Map<String, Value> {
+        let mut labels = Map::new();
+        labels.insert(LABEL_CLUSTER.into(), json!(self.names.cluster));
+        if let Some(c) = component {
+            labels.insert(LABEL_COMPONENT.into(), json!(c.as_str()));
+        }
+        labels.insert(LABEL_MANAGED_BY.into(), json!("tidb-gitops"));
+        labels
+    }
+
+    fn selector(&self, component: Component) -> Value {
+        json!({
+            LABEL_CLUSTER: self.names.cluster,
+            LABEL_COMPONENT: component.as_str(),
+        })
+    }
+
+    fn metadata(
+        &self,
+        name: &str,
+        namespaced: bool,
+        labels: Map<String, Value>,
+        keep_data: bool,
+    ) -> Value {
+        let mut meta = Map::new();
+        meta.insert("name".into(), json!(name));
+        if namespaced {
+            meta.insert("namespace".into(), json!(self.names.namespace));
+        }
+        meta.insert("labels".into(), Value::Object(labels));
+        if keep_data {
+            meta.insert(
+                "annotations".into(),
+                json!({ ARGO_SYNC_OPTIONS: ARGO_NO_DELETE, FLUX_PRUNE: "disabled" }),
+            );
+        }
+        Value::Object(meta)
+    }
+
+    fn namespace(&self) -> Object {
+        let name = &self.names.namespace;
+        Object {
+            role: Role::Base,
+            kind: "Namespace",
+            name: name.clone(),
+            // Deleting a namespace deletes every claim in it: never prune it.
+            value: json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": self.metadata(name, false, self.labels(None), true),
+            }),
+        }
+    }
+
+    fn storage_class(&self) -> Object {
+        let name = &self.names.storage_class;
+        Object {
+            role: Role::Base,
+            kind: "StorageClass",
+            name: name.clone(),
+            value: json!({
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": self.metadata(name, false, self.labels(None), false),
+                "provisioner": "kubernetes.io/no-provisioner",
+                "reclaimPolicy": "Retain",
+                "volumeBindingMode": "WaitForFirstConsumer",
+                "allowVolumeExpansion": false,
+            }),
+        }
+    }
+
+    fn config_maps(&self) -> Vec<Object> {
+        let mut out = Vec::new();
+        for (component, text) in &self.config_texts {
+            let name = &self.config_names[component];
+            out.push(Object {
+                role: Role::Shared,
+                kind: "ConfigMap",
+                name: name.clone(),
+                value: json!({
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": self.metadata(name, true, self.labels(Some(*component)), false),
+                    // The name carries the content hash, so the content never
+                    // changes under a name: a config change is a new
+                    // ConfigMap and rolls exactly the pods that mount it.
+                    "immutable": true,
+                    "data": { format!("{component}.toml"): text },
+                }),
+            });
+        }
+        let mut data = Map::new();
+        for (key, text) in scripts() {
+            data.insert(key.into(), json!(text));
+        }
+        out.push(Object {
+            role: Role::Shared,
+            kind: "ConfigMap",
+            name: self.scripts_name.clone(),
+            value: json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": self.metadata(&self.scripts_name, true, self.labels(None), false),
+                "immutable": true,
+                "data": data,
+            }),
+        });
+        out
+    }
+
+    fn service(
+        &self,
+        name: &str,
+        component: Component,
+        headless: bool,
+        ports: &[(&str, u16)],
+    ) -> Object {
+        let ports: Vec<Value> = ports
+            .iter()
+            .map(|(port_name, port)| {
+                json!({ "name": port_name, "port": port, "protocol": "TCP", "targetPort": port })
+            })
+            .collect();
+        let mut spec = Map::new();
+        if headless {
+            spec.insert("clusterIP".into(), json!("None"));
+        }
+        spec.insert("ports".into(), json!(ports));
+        if headless {
+            // Peers must find each other's names before any is ready: PD
+            // members need them to form a quorum (FACTS §8.2).
+            spec.insert("publishNotReadyAddresses".into(), json!(true));
+        }
+        spec.insert("selector".into(), self.selector(component));
+        spec.insert("sessionAffinity".into(), json!("None"));
+        spec.insert("type".into(), json!("ClusterIP"));
+        Object {
+            role: Role::Shared,
+            kind: "Service",
+            name: name.into(),
+            value: json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": self.metadata(name, true, self.labels(Some(component)), false),
+                "spec": spec,
+            }),
+        }
+    }
+
+    fn services(&self) -> Vec<Object> {
+        let n = self.names;
+        let tidb = &self.model.cluster.tidb;
+        let mut client = self.service(
+            &n.tidb_service,
+            Component::Tidb,
+            false,
+            &[("mysql", TIDB_PORT), ("status", TIDB_STATUS_PORT)],
+        );
+        let spec = &mut client.value["spec"];
+        spec["type"] = json!(match tidb.service_type {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        });
+        if tidb.service_type != ServiceType::ClusterIP {
+            spec["externalTrafficPolicy"] = json!("Cluster");
+        }
+        if !tidb.service_annotations.is_empty() {
+            client.value["metadata"]["annotations"] = json!(tidb.service_annotations);
+        }
+        vec![
+            self.service(
+                &n.pd_service,
+                Component::Pd,
+                false,
+                &[("client", PD_CLIENT_PORT)],
+            ),
+            self.service(
+                &n.pd_peer,
+                Component::Pd,
+                true,
+                &[("peer", PD_PEER_PORT), ("client", PD_CLIENT_PORT)],
+            ),
+            self.service(
+                &n.tikv_peer,
+                Component::Tikv,
+                true,
+                &[("server", TIKV_PORT), ("status", TIKV_STATUS_PORT)],
+            ),
+            client,
+            self.service(
+                &n.tidb_peer,
+                Component::Tidb,
+                true,
+                &[("mysql", TIDB_PORT), ("status", TIDB_STATUS_PORT)],
+            ),
+        ]
+    }
+
+    /// PodDisruptionBudgets. PD: one member at a time keeps the quorum.
+    /// TiDB: one at a time keeps capacity. TiKV: as many as one node can
+    /// hold (`max_per_node`), so `kubectl drain` of one node can finish —
+    /// a budget of one would block forever on the second store of a node,
+    /// because that pod cannot come back anywhere else while its node is
+    /// cordoned. The stores of one node share its failure domain, so
+    /// draining one node at a time keeps every Region's quorum; draining
+    /// nodes of two domains at once does not, and the budget cannot tell
+    /// the two apart (README "Node maintenance").
+    fn disruption_budgets(&self) -> Vec<Object> {
+        let tikv = self.model.cluster.tikv.max_per_node.unwrap_or(1).max(1);
+        [
+            (Component::Pd, 1),
+            (Component::Tikv, tikv),
+            (Component::Tidb, 1),
+        ]
+        .into_iter()
+        .map(|(component, max)| {
+            let name = format!("{}-{component}", self.names.cluster);
+            Object {
+                role: Role::Shared,
+                kind: "PodDisruptionBudget",
+                name: name.clone(),
+                value: json!({
+                    "apiVersion": "policy/v1",
+                    "kind": "PodDisruptionBudget",
+                    "metadata": self.metadata(&name, true, self.labels(Some(component)), false),
+                    "spec": {
+                        "maxUnavailable": max,
+                        "selector": { "matchLabels": self.selector(component) },
+                        // An unready pod may always be evicted: it serves
+                        // nothing, and keeping it would block a drain.
+                        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+                    },
+                }),
+            }
+        })
+        .collect()
+    }
+
+    fn instance_labels(&self, entry: &Entry) -> Map<String, Value> {
+        let mut labels = self.labels(Some(entry.id.component));
+        labels.insert(LABEL_INSTANCE_ID.into(), json!(entry.id.to_string()));
+        labels
+    }
+
+    fn stateful(&self, component: Component) -> &Stateful {
+        self.model.cluster.stateful(component)
+    }
+
+    fn volume(&self, entry: &Entry) -> Object {
+        let name = self.names.volume(entry.id);
+        // The lock may name a node or directory the inventory no longer has
+        // (a failed instance); the volume object still describes where the
+        // data is, with the capacity the claim asked for.
+        let capacity = self
+            .model
+            .inventory
+            .node(&entry.node)
+            .and_then(|n| n.dir(&entry.path))
+            .map(|d| d.capacity.as_str().to_string())
+            .unwrap_or_else(|| {
+                self.stateful(entry.id.component)
+                    .storage
+                    .as_str()
+                    .to_string()
+            });
+        Object {
+            role: Role::Volume(entry.id),
+            kind: "PersistentVolume",
+            name: name.clone(),
+            value: json!({
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": self.metadata(&name, false, self.instance_labels(entry), true),
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "capacity": { "storage": capacity },
+                    "claimRef": {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "name": self.names.claim(entry.id),
+                        "namespace": self.names.namespace,
+                    },
+                    "local": { "path": entry.path.0 },
+                    "nodeAffinity": { "required": { "nodeSelectorTerms": [ { "matchExpressions": [
+                        { "key": "kubernetes.io/hostname", "operator": "In", "values": [entry.node.0] }
+                    ] } ] } },
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": self.names.storage_class,
+                    "volumeMode": "Filesystem",
+                },
+            }),
+        }
+    }
+
+    fn claim(&self, entry: &Entry) -> Object {
+        let name = self.names.claim(entry.id);
+        Object {
+            role: Role::Volume(entry.id),
+            kind: "PersistentVolumeClaim",
+            name: name.clone(),
+            value: json!({
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": self.metadata(&name, true, self.instance_labels(entry), true),
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": { "requests": {
+                        "storage": self.stateful(entry.id.component).storage.as_str()
+                    } },
+                    "storageClassName": self.names.storage_class,
+                    "volumeMode": "Filesystem",
+                    "volumeName": self.names.volume(entry.id),
+                },
+            }),
+        }
+    }
+
+    fn image(&self, component: &str) -> String {
+        let c = &self.model.cluster;
+        format!("{}/{component}:{}", c.registry, c.version.text)
+    }
+
+    /// One StatefulSet of one replica for a PD or TiKV instance, using the
+    /// instance's pre-bound claim as a plain volume: no claim templates
+    /// (which GitOps tools show as drift), and any single instance can be
+    /// retired or replaced on its own.
+    fn stateful_set(&self, entry: &Entry, node: &Node, lock: &Lock) -> Object {
+        let id = entry.id;
+        let component = id.component;
+        let stateful = self.stateful(component);
+        let dir = node.dir(&entry.path);
+        let require_mount = dir.is_none_or(|d| d.require_mount);
+        let data_dir = match component {
+            Component::Pd => "/var/lib/pd",
+            _ => "/var/lib/tikv",
+        };
+        let name = self.names.workload(id);
+        let host = self.names.host(id);
+        let config = format!("/etc/{component}/{component}.toml");
+
+        let init = json!({
+            "name": "init-dir",
+            "image": self.image(component.as_str()),
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/bin/bash", format!("{SCRIPTS_DIR}/init-dir.sh")],
+            "env": env(&[
+                ("DATA_DIR", data_dir.to_string()),
+                ("OWNER", format!(
+                    "tidb-gitops cluster={}/{} instance={id}",
+                    self.names.namespace, self.names.cluster
+                )),
+                ("HOST_PATH", entry.path.0.clone()),
+                ("NODE_NAME", entry.node.0.clone()),
+                ("REQUIRE_MOUNT", require_mount.to_string()),
+            ]),
+            "resources": {},
+            "securityContext": security_context(),
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+            "volumeMounts": [
+                mount("data", data_dir, false),
+                mount("scripts", SCRIPTS_DIR, true),
+            ],
+        });
+
+        let (main, grace) = match component {
+            Component::Pd => (self.pd_container(entry, &host, data_dir, &config, lock), 60),
+            _ => (
+                self.tikv_container(entry, node, &host, data_dir, &config),
+                600,
+            ),
+        };
+        let volumes = json!([
+            { "name": "config", "configMap": { "defaultMode": 420, "name": self.config_names[&component] } },
+            { "name": "data", "persistentVolumeClaim": { "claimName": self.names.claim(id) } },
+            { "name": "scripts", "configMap": { "defaultMode": 493, "name": self.scripts_name } },
+            { "name": "tmp", "emptyDir": {} },
+        ]);
+        let mut pod_labels = self.instance_labels(entry);
+        pod_labels.remove(LABEL_MANAGED_BY);
+        let mut selector = self.selector(component);
+        selector[LABEL_INSTANCE_ID] = json!(id.to_string());
+        Object {
+            role: Role::Workload(id),
+            kind: "StatefulSet",
+            name: name.clone(),
+            value: json!({
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": self.metadata(&name, true, self.instance_labels(entry), false),
+                "spec": {
+                    "minReadySeconds": 0,
+                    "persistentVolumeClaimRetentionPolicy": { "whenDeleted": "Retain", "whenScaled": "Retain" },
+                    "podManagementPolicy": "OrderedReady",
+                    "replicas": 1,
+                    "revisionHistoryLimit": 10,
+                    "selector": { "matchLabels": selector },
+                    "serviceName": match component {
+                        Component::Pd => &self.names.pd_peer,
+                        _ => &self.names.tikv_peer,
+                    },
+                    "template": {
+                        "metadata": { "labels": pod_labels },
+                        "spec": self.pod_spec(
+                            &entry.node.0,
+                            &stateful.tolerations,
+                            grace,
+                            vec![init],
+                            main,
+                            volumes,
+                        ),
+                    },
+                    "updateStrategy": { "rollingUpdate": { "partition": 0 }, "type": "RollingUpdate" },
+                },
+            }),
+        }
+    }
+
+    fn pod_spec(
+        &self,
+        node: &str,
+        tolerations: &[Toleration],
+        grace: u32,
+        init: Vec<Value>,
+        main: Value,
+        volumes: Value,
+    ) -> Value {
+        let mut spec = Map::new();
+        spec.insert("containers".into(), json!([main]));
+        spec.insert("dnsPolicy".into(), json!("ClusterFirst"));
+        // Hundreds of Services in one namespace would otherwise become
+        // thousands of environment variables in every container.
+        spec.insert("enableServiceLinks".into(), json!(false));
+        if !init.is_empty() {
+            spec.insert("initContainers".into(), json!(init));
+        }
+        if !node.is_empty() {
+            // The volume's node affinity pins the pod already; saying it here
+            // too makes `kubectl describe` show why the pod waits for a node.
+            spec.insert(
+                "nodeSelector".into(),
+                json!({ "kubernetes.io/hostname": node }),
+            );
+        }
+        spec.insert("restartPolicy".into(), json!("Always"));
+        spec.insert("schedulerName".into(), json!("default-scheduler"));
+        spec.insert(
+            "securityContext".into(),
+            json!({ "seccompProfile": { "type": "RuntimeDefault" } }),
+        );
+        spec.insert("terminationGracePeriodSeconds".into(), json!(grace));
+        if !tolerations.is_empty() {
+            spec.insert(
+                "tolerations".into(),
+                Value::Array(tolerations.iter().map(toleration).collect()),
+            );
+        }
+        spec.insert("volumes".into(), volumes);
+        Value::Object(spec)
+    }
+
+    fn pd_container(
+        &self,
+        entry: &Entry,
+        host: &str,
+        data_dir: &str,
+        config: &str,
+        lock: &Lock,
+    ) -> Value {
+        let id = entry.id;
+        // PD bootstrap (DESIGN §5): the first PD instance ever (ordinal 0)
+        // starts the cluster alone; every other member joins through the
+        // client Service, which routes only to ready members. Both are fixed
+        // for the member's life: PD ignores them once its data directory
+        // holds a member, and the start script refuses to bootstrap when a
+        // cluster already answers.
+        let bootstraps = id.ordinal == 0 && lock.entries.iter().any(|e| e.id == id);
+        let mut vars = vec![
+            ("PD_NAME", id.to_string()),
+            ("DATA_DIR", data_dir.to_string()),
+            ("ADVERTISE_HOST", host.to_string()),
+            ("CONFIG", config.to_string()),
+        ];
+        if bootstraps {
+            vars.push(("PD_MODE", "bootstrap".into()));
+            vars.push((
+                "INITIAL_CLUSTER",
+                format!("{id}=http://{host}:{PD_PEER_PORT}"),
+            ));
+        } else {
+            vars.push(("PD_MODE", "join".into()));
+            vars.push(("JOIN_URLS", self.names.pd_url()));
+        }
+        vars.push((
+            "PROBE_URLS",
+            format!("{},{}", self.names.pd_url(), self.names.pd_peer_url()),
+        ));
+        // `/pd/api/v2/ready` (region metadata loaded) exists from v8.5.2.
+        // Before it, `/pd/api/v1/health` answers 200 once the member list can
+        // be read, which needs a working quorum (FACTS §4, §5).
+        let v = &self.model.cluster.version;
+        let ready_path = if (v.major, v.minor, v.patch) >= (8, 5, 2) {
+            "/pd/api/v2/ready"
+        } else {
+            "/pd/api/v1/health"
+        };
+        let stateful = self.stateful(Component::Pd);
+        json!({
+            "name": "pd",
+            "image": self.image("pd"),
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/bin/bash", format!("{SCRIPTS_DIR}/pd-start.sh")],
+            "env": env(&vars),
+            "ports": [
+                port("client", PD_CLIENT_PORT),
+                port("peer", PD_PEER_PORT),
+            ],
+            "readinessProbe": http_probe(ready_path, PD_CLIENT_PORT),
+            "resources": resources(&stateful.requests, &stateful.limits),
+            "securityContext": security_context(),
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+            "volumeMounts": [
+                mount("config", "/etc/pd", true),
+                mount("data", data_dir, false),
+                mount("scripts", SCRIPTS_DIR, true),
+                mount("tmp", "/tmp", false),
+            ],
+        })
+    }
+
+    fn tikv_container(
+        &self,
+        entry: &Entry,
+        node: &Node,
+        host: &str,
+        data_dir: &str,
+        config: &str,
+    ) -> Value {
+        let stateful = self.stateful(Component::Tikv);
+        // Every location label, `host` included, becomes a store label so PD
+        // sees zone, rack and host. `--labels` replaces the config file's
+        // `server.labels` as a whole (FACTS §3), so the config leaves it unset.
+        let labels: Vec<String> = self
+            .model
+            .cluster
+            .topology
+            .location_labels
+            .iter()
+            .filter_map(|key| node.labels.get(key).map(|v| format!("{key}={v}")))
+            .collect();
+        let capacity = node
+            .dir(&entry.path)
+            .map(|d| tikv_capacity(d.capacity.nanos() / 1_000_000_000))
+            .unwrap_or_else(|| "0".into());
+        json!({
+            "name": "tikv",
+            "image": self.image("tikv"),
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/tikv-server"],
+            "args": [
+                format!("--pd={}", self.names.pd_url()),
+                format!("--addr=0.0.0.0:{TIKV_PORT}"),
+                format!("--advertise-addr={host}:{TIKV_PORT}"),
+                format!("--status-addr=0.0.0.0:{TIKV_STATUS_PORT}"),
+                format!("--advertise-status-addr={host}:{TIKV_STATUS_PORT}"),
+                format!("--data-dir={data_dir}"),
+                format!("--capacity={capacity}"),
+                format!("--config={config}"),
+                format!("--labels={}", labels.join(",")),
+            ],
+            "ports": [
+                port("server", TIKV_PORT),
+                port("status", TIKV_STATUS_PORT),
+            ],
+            // No liveness probe: the status server starts only after
+            // recovery, which can take long (FACTS §5).
+            "readinessProbe": http_probe("/status", TIKV_STATUS_PORT),
+            "resources": resources(&stateful.requests, &stateful.limits),
+            "securityContext": security_context(),
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+            "volumeMounts": [
+                mount("config", "/etc/tikv", true),
+                mount("data", data_dir, false),
+                mount("tmp", "/tmp", false),
+            ],
+        })
+    }
+
+    fn tidb(&self) -> Object {
+        let tidb = &self.model.cluster.tidb;
+        let name = &self.names.tidb;
+        let host = format!(
+            "$(POD_NAME).{}.{}.svc",
+            self.names.tidb_peer, self.names.namespace
+        );
+        let pd_addr = format!(
+            "{}.{}.svc:{PD_CLIENT_PORT}",
+            self.names.pd_service, self.names.namespace
+        );
+        let mut env = vec![json!({
+            "name": "POD_NAME",
+            "valueFrom": { "fieldRef": { "apiVersion": "v1", "fieldPath": "metadata.name" } },
+        })];
+        let mut vars = vec![
+            ("ADVERTISE_HOST", host),
+            ("PD_ADDR", pd_addr),
+            ("CONFIG", "/etc/tidb/tidb.toml".to_string()),
+        ];
+        let mut mounts = vec![
+            mount("config", "/etc/tidb", true),
+            mount("scripts", SCRIPTS_DIR, true),
+            mount("tmp", "/tmp", false),
+        ];
+        let mut volumes = vec![
+            json!({ "name": "config", "configMap": { "defaultMode": 420, "name": self.config_names[&Component::Tidb] } }),
+            json!({ "name": "scripts", "configMap": { "defaultMode": 493, "name": self.scripts_name } }),
+            json!({ "name": "tmp", "emptyDir": {} }),
+        ];
+        if let Some(secret) = &tidb.root_password_secret {
+            vars.push((
+                "ROOT_PASSWORD_FILE",
+                format!("/etc/tidb-root/{ROOT_PASSWORD_KEY}"),
+            ));
+            mounts.push(mount("root-password", "/etc/tidb-root", true));
+            volumes.insert(
+                1,
+                json!({ "name": "root-password", "secret": {
+                    "defaultMode": 256,
+                    "items": [ { "key": ROOT_PASSWORD_KEY, "path": ROOT_PASSWORD_KEY } ],
+                    "secretName": secret,
+                } }),
+            );
+        }
+        env.extend(env_values(&vars));
+        let container = json!({
+            "name": "tidb",
+            "image": self.image("tidb"),
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/bin/bash", format!("{SCRIPTS_DIR}/tidb-start.sh")],
+            "env": env,
+            // TiDB's /status turns 500 when shutdown starts; the pause lets
+            // endpoints drop the pod before SIGQUIT drains the clients
+            // (FACTS §6). `kill -QUIT 1` reaches TiDB because the start
+            // script execs it as PID 1.
+            "lifecycle": { "preStop": { "exec": { "command": ["/bin/sh", "-c", "sleep 10 && kill -QUIT 1"] } } },
+            "ports": [
+                port("mysql", TIDB_PORT),
+                port("status", TIDB_STATUS_PORT),
+            ],
+            "readinessProbe": http_probe("/status", TIDB_STATUS_PORT),
+            "resources": resources(&tidb.requests, &tidb.limits),
+            "securityContext": security_context(),
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+            "volumeMounts": mounts,
+        });
+        Object {
+            role: Role::Tidb,
+            kind: "StatefulSet",
+            name: name.clone(),
+            value: json!({
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": self.metadata(name, true, self.labels(Some(Component::Tidb)), false),
+                "spec": {
+                    "minReadySeconds": 0,
+                    "persistentVolumeClaimRetentionPolicy": { "whenDeleted": "Retain", "whenScaled": "Retain" },
+                    "podManagementPolicy": "Parallel",
+                    "replicas": tidb.replicas,
+                    "revisionHistoryLimit": 10,
+                    "selector": { "matchLabels": self.selector(Component::Tidb) },
+                    "serviceName": self.names.tidb_peer,
+                    "template": {
+                        "metadata": { "labels": self.selector(Component::Tidb) },
+                        "spec": self.pod_spec("", &tidb.tolerations, 60, Vec::new(), container, Value::Array(volumes)),
+                    },
+                    "updateStrategy": { "rollingUpdate": { "partition": 0 }, "type": "RollingUpdate" },
+                },
+            }),
+        }
+    }
+}
+
+/// The scripts ConfigMap's data, by key.
+pub fn scripts() -> [(&'static str, &'static str); 3] {
+    [
+        ("init-dir.sh", INIT_DIR_SH),
+        ("pd-start.sh", PD_START_SH),
+        ("tidb-start.sh", TIDB_START_SH),
+    ]
+}
+
+/// TiKV's `--capacity`: TiKV reads `GB` and `MB` as binary units. A whole
+/// number of GiB is written as such; anything else is rounded down to MiB,
+/// so TiKV never believes it has more room than the directory.
+pub fn tikv_capacity(bytes: i128) -> String {
+    const MIB: i128 = 1 << 20;
+    const GIB: i128 = 1 << 30;
+    if bytes > 0 && bytes % GIB == 0 {
+        format!("{}GB", bytes / GIB)
+    } else {
+        format!("{}MB", bytes / MIB)
+    }
+}
+
+fn env(vars: &[(&str, String)]) -> Value {
+    Value::Array(env_values(vars))
+}
+
+fn env_values(vars: &[(&str, String)]) -> Vec<Value> {
+    vars.iter()
+        .map(|(name, value)| json!({ "name": name, "value": value }))
+        .collect()
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> Value {
+    let mut m = obj(json!({ "mountPath": path, "name": name }));
+    if read_only {
+        m.insert("readOnly".into(), json!(true));
+    }
+    Value::Object(m)
+}
+
+fn port(name: &str, port: u16) -> Value {
+    json!({ "containerPort": port, "name": name, "protocol": "TCP" })
+}
+
+fn http_probe(path: &str, port: u16) -> Value {
+    json!({
+        "failureThreshold": 3,
+        "httpGet": { "path": path, "port": port, "scheme": "HTTP" },
+        "initialDelaySeconds": 5,
+        "periodSeconds": 10,
+        "successThreshold": 1,
+        "timeoutSeconds": 3,
+    })
+}
+
+/// The images run as root (no `USER` in their Dockerfiles, FACTS §1) and
+/// write only to their data directory and /tmp (an emptyDir): no privilege
+/// escalation, no capabilities, a read-only root filesystem. That TiKV
+/// needs no capability to raise its open-file limit assumes the runtime's
+/// default hard limit is at least 82920 (FACTS §8.9); inferred, not verified.
+fn security_context() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": { "drop": ["ALL"] },
+        "readOnlyRootFilesystem": true,
+    })
+}
+
+fn resources(requests: &Resources, limits: &Resources) -> Value {
+    let mut out = Map::new();
+    let to_map = |r: &Resources| -> Value {
+        Value::Object(
+            r.iter()
+                .map(|(k, q)| (k.clone(), json!(q.as_str())))
+                .collect(),
+        )
+    };
+    if !limits.is_empty() {
+        out.insert("limits".into(), to_map(limits));
+    }
+    if !requests.is_empty() {
+        out.insert("requests".into(), to_map(requests));
+    }
+    Value::Object(out)
+}
+
+fn toleration(t: &Toleration) -> Value {
+    let mut m = Map::new();
+    if let Some(effect) = t.effect {
+        m.insert("effect".into(), json!(effect));
+    }
+    if let Some(key) = &t.key {
+        m.insert("key".into(), json!(key));
+    }
+    m.insert(
+        "operator".into(),
+        json!(
+            t.operator
+                .unwrap_or(crate::input::TolerationOperator::Equal)
+        ),
+    );
+    if let Some(seconds) = t.toleration_seconds {
+        m.insert("tolerationSeconds".into(), json!(seconds));
+    }
+    if let Some(value) = &t.value {
+        m.insert("value".into(), json!(value));
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_is_whole_gib_or_rounded_down_to_mib() {
+        assert_eq!(tikv_capacity(1788 << 30), "1788GB");
+        assert_eq!(tikv_capacity((1 << 30) + (1 << 20) + 5), "1025MB");
+        assert_eq!(tikv_capacity(0), "0MB");
+    }
+
+    #[test]
+    fn content_hash_depends_on_keys_and_texts() {
+        let a = content_hash([("a", "xy")]);
+        assert_eq!(a.len(), 10);
+        assert_ne!(a, content_hash([("a", "xz")]));
+        assert_ne!(a, content_hash([("b", "xy")]));
+        // Length prefixes: moving a character between key and text differs.
+        assert_ne!(content_hash([("ax", "y")]), a);
+        assert_eq!(a, content_hash([("a", "xy")]));
+    }
+}

@@ -1,0 +1,190 @@
+//! `compile` and `check` as a user runs them: what is written, what is left
+//! alone, and the exit codes of DESIGN §4.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tidb-gitops"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run tidb-gitops")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A copy of `examples/three-zone` in a temporary folder.
+fn example() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/three-zone");
+    for name in ["cluster.toml", "inventory.toml", "placement.lock"] {
+        std::fs::copy(from.join(name), tmp.path().join(name)).unwrap();
+    }
+    tmp
+}
+
+fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn check_passes_after_compile_and_names_what_went_stale() {
+    let dir = example();
+    let compile = run(dir.path(), &["compile"]);
+    assert_eq!(compile.status.code(), Some(0), "{}", stderr(&compile));
+    let check = run(dir.path(), &["check"]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    assert!(stderr(&check).contains("up to date"), "{}", stderr(&check));
+
+    // A hand edit, a removed file and an extra file are all reported.
+    let deploy = dir.path().join("deploy");
+    let edited = deploy.join("manifests/00001-shared/service-prod-pd.yaml");
+    std::fs::write(&edited, "edited\n").unwrap();
+    std::fs::remove_file(deploy.join("manifests/20000-tidb/statefulset-prod-tidb.yaml")).unwrap();
+    std::fs::write(deploy.join("manifests/stray.yaml"), "x: 1\n").unwrap();
+    let check = run(dir.path(), &["check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    let text = stderr(&check);
+    assert!(text.contains("1 files in deploy differ"), "{text}");
+    assert!(
+        text.contains("manifests/00001-shared/service-prod-pd.yaml"),
+        "{text}"
+    );
+    assert!(text.contains("1 files in deploy are missing"), "{text}");
+    assert!(
+        text.contains("manifests/20000-tidb/statefulset-prod-tidb.yaml"),
+        "{text}"
+    );
+    assert!(text.contains("manifests/stray.yaml"), "{text}");
+    assert!(text.contains("run `tidb-gitops compile .`"), "{text}");
+
+    // An input change makes the committed output stale too.
+    let cluster = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("cluster.toml"),
+        cluster.replace("\"log.level\" = \"info\"", "\"log.level\" = \"warn\""),
+    )
+    .unwrap();
+    run(dir.path(), &["compile"]);
+    std::fs::write(dir.path().join("cluster.toml"), cluster).unwrap();
+    let check = run(dir.path(), &["check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains("configmap-prod-tidb-"),
+        "{}",
+        stderr(&check)
+    );
+}
+
+#[test]
+fn check_reports_a_missing_lock_and_output_as_stale() {
+    let dir = example();
+    std::fs::remove_file(dir.path().join("placement.lock")).unwrap();
+    let check = run(dir.path(), &["check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert!(stderr(&check).contains("placement.lock is missing"));
+    assert!(stderr(&check).contains("deploy is missing"));
+    // check writes nothing.
+    assert!(!dir.path().join("placement.lock").exists());
+    assert!(!dir.path().join("deploy").exists());
+}
+
+#[test]
+fn invalid_input_leaves_the_previous_output_and_lock_intact() {
+    let dir = example();
+    assert_eq!(run(dir.path(), &["compile"]).status.code(), Some(0));
+    let before = tree(dir.path());
+    let cluster = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("cluster.toml"),
+        cluster.replace("replicas = 9", "replicas = \"nine\""),
+    )
+    .unwrap();
+    let compile = run(dir.path(), &["compile"]);
+    assert_eq!(compile.status.code(), Some(2), "{}", stderr(&compile));
+    assert!(stderr(&compile).contains("nothing was written"));
+    let check = run(dir.path(), &["check"]);
+    assert_eq!(check.status.code(), Some(2), "{}", stderr(&check));
+    std::fs::write(dir.path().join("cluster.toml"), &cluster).unwrap();
+    assert_eq!(tree(dir.path()), before);
+}
+
+#[test]
+fn compile_refuses_an_output_folder_it_did_not_create() {
+    let dir = example();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join(".bashrc"), "precious").unwrap();
+    let compile = run(dir.path(), &["compile", ".", "--out", "home"]);
+    assert_eq!(compile.status.code(), Some(2), "{}", stderr(&compile));
+    assert!(
+        stderr(&compile).contains("was not written by tidb-gitops"),
+        "{}",
+        stderr(&compile)
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join(".bashrc")).unwrap(),
+        "precious"
+    );
+    assert_eq!(std::fs::read_dir(&home).unwrap().count(), 1);
+}
+
+#[test]
+fn output_is_byte_identical_across_runs_and_working_directories() {
+    let a = example();
+    let b = example();
+    assert_eq!(run(a.path(), &["compile"]).status.code(), Some(0));
+    // The same inputs compiled from elsewhere, by relative path.
+    let parent = b.path().parent().unwrap();
+    let name = b.path().file_name().unwrap().to_str().unwrap();
+    assert_eq!(run(parent, &["compile", name]).status.code(), Some(0));
+    assert_eq!(
+        tree(&a.path().join("deploy")),
+        tree(&b.path().join("deploy"))
+    );
+    // A second compile rewrites nothing.
+    let again = run(a.path(), &["compile"]);
+    assert!(
+        stderr(&again).contains("deploy unchanged"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn locked_refuses_a_lock_change_and_writes_nothing() {
+    let dir = example();
+    let cluster = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("cluster.toml"),
+        cluster.replace("replicas = 9", "replicas = 10"),
+    )
+    .unwrap();
+    let lock = std::fs::read(dir.path().join("placement.lock")).unwrap();
+    let compile = run(dir.path(), &["compile", "--locked"]);
+    assert_eq!(compile.status.code(), Some(2), "{}", stderr(&compile));
+    assert!(stderr(&compile).contains("--locked forbids it"));
+    assert_eq!(
+        std::fs::read(dir.path().join("placement.lock")).unwrap(),
+        lock
+    );
+    assert!(!dir.path().join("deploy").exists());
+}
