@@ -33,3 +33,8 @@ if "$bin/taplo" check "$scratch/broken.toml" >/dev/null 2>&1; then
   exit 1
 fi
 echo "validate.sh: ${#files[@]} input files, ${#locks[@]} lock files and the init scaffold match schemas/"
+
+# The compiled output folders (and the pod scripts): kubernetes-validate for
+# Kubernetes 1.31 to 1.37, the Flux and Argo CD CRD schemas, kustomize,
+# yamllint and shellcheck.
+bash scripts/validate-manifests.sh
