@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use tidb_gitops::compile::{Options, compile};
 use tidb_gitops::generate::{Shape, generate};
-use tidb_gitops::layout::Source;
 use tidb_gitops::load::Texts;
 use tidb_gitops::output;
 
@@ -52,11 +51,7 @@ fn main() {
         .and_then(|s| s.parse().ok());
     let options = Options {
         strict_config: false,
-        source: Source {
-            repository: "https://git.example.com/bench.git".into(),
-            branch: "main".into(),
-            path: "clusters/bench/deploy".into(),
-        },
+        repo_path: "clusters/bench/deploy".into(),
     };
     println!(
         "{:>6} {:>6} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8}",

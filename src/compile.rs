@@ -15,9 +15,14 @@ use crate::{config, graph, manifest};
 pub struct Options {
     /// Unknown config keys are errors, not warnings.
     pub strict_config: bool,
-    /// Where the GitOps tools find the output.
-    pub source: Source,
+    /// The output folder's path inside its Git repository, `/`-separated
+    /// (see `layout::Source`).
+    pub repo_path: String,
 }
+
+/// The repository URL of the example Flux and Argo CD objects when
+/// `[gitops] repository` is not set.
+pub const EXAMPLE_REPOSITORY: &str = "https://git.example.com/REPLACE-ME/tidb-deploy.git";
 
 /// What a compile produced.
 #[derive(Clone, Debug)]
@@ -89,7 +94,17 @@ pub fn compile(texts: Texts<'_>, options: &Options) -> Result<Compiled, Vec<Diag
 
     let start = Instant::now();
     let count = objects.len();
-    let files = match layout::files(model, objects, &ordering, &options.source) {
+    let source = Source {
+        repository: model
+            .cluster
+            .gitops
+            .repository
+            .clone()
+            .unwrap_or_else(|| EXAMPLE_REPOSITORY.into()),
+        branch: model.cluster.gitops.branch.clone(),
+        path: options.repo_path.clone(),
+    };
+    let files = match layout::files(model, objects, &ordering, &source) {
         Ok(files) => files,
         Err(errors) => {
             diagnostics.extend(errors);

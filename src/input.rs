@@ -83,6 +83,22 @@ pub struct ClusterFile {
     pub restore: Vec<RestoreEntry>,
     #[serde(default)]
     pub acknowledge: Vec<AcknowledgeEntry>,
+    #[serde(default)]
+    pub gitops: Option<GitopsSection>,
+}
+
+/// `[gitops]`: where Flux and Argo CD fetch the compiled output from.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct GitopsSection {
+    /// The URL of the Git repository that holds the output folder, as Flux
+    /// and Argo CD should clone it; without it the example objects under
+    /// `deploy/gitops/` name a placeholder.
+    #[serde(default)]
+    pub repository: Option<Sp<String>>,
+    /// The branch they follow; default `main`.
+    #[serde(default)]
+    pub branch: Option<Sp<String>>,
 }
 
 /// `[cluster]`: identity and images.
@@ -381,6 +397,7 @@ pub fn read_cluster(text: &str) -> (Option<ClusterFile>, Vec<Diagnostic>) {
     let backup = reader.optional(&mut root, "backup");
     let restore = reader.array(&mut root, "restore");
     let acknowledge = reader.array(&mut root, "acknowledge");
+    let gitops = reader.optional(&mut root, "gitops");
     reader.unknown_top_level(&root);
     let file = (|| {
         Some(ClusterFile {
@@ -392,6 +409,7 @@ pub fn read_cluster(text: &str) -> (Option<ClusterFile>, Vec<Diagnostic>) {
             backup: backup?,
             restore: restore?,
             acknowledge: acknowledge?,
+            gitops: gitops?,
         })
     })();
     reader.finish(file)

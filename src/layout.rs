@@ -247,9 +247,10 @@ fn application(model: &Model, prefix: &str, source: &Source) -> Value {
                 "targetRevision": source.branch,
             },
             "syncPolicy": {
-                // No automated pruning: objects that leave git are shown as
-                // out of sync and removed by a reviewed manual sync.
-                "automated": { "prune": false, "selfHeal": true },
+                // Objects that leave git are pruned, as Flux does, after
+                // everything else has synced; PVs, claims and the Namespace
+                // carry `Prune=false,Delete=false` and are never deleted.
+                "automated": { "prune": true, "selfHeal": true },
                 "syncOptions": ["CreateNamespace=false", "PruneLast=true"],
             },
         },

@@ -138,6 +138,15 @@ pub struct Cluster {
     pub backup: Option<crate::input::BackupSection>,
     pub restores: Vec<crate::input::RestoreEntry>,
     pub acknowledgements: Vec<Acknowledgement>,
+    pub gitops: Gitops,
+}
+
+/// Where Flux and Argo CD fetch the output from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gitops {
+    /// `None` when `[gitops] repository` is not set.
+    pub repository: Option<String>,
+    pub branch: String,
 }
 
 impl Cluster {

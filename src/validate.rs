@@ -381,6 +381,37 @@ impl Validator<'_> {
             backup: file.backup.clone(),
             restores: file.restore.clone(),
             acknowledgements,
+            gitops: self.gitops(file.gitops.as_ref()),
+        }
+    }
+
+    fn gitops(&mut self, section: Option<&input::GitopsSection>) -> crate::model::Gitops {
+        let section = section.cloned().unwrap_or_default();
+        let mut plain = |value: &Option<Sp<String>>, what: &str, hint: &str| {
+            let v = value.as_ref()?;
+            if v.value.is_empty() || v.value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                self.error(FileKind::Cluster, v.span(), format!("invalid {what} `{}`", v.value), hint);
+            }
+            Some(v.value.clone())
+        };
+        let repository = plain(
+            &section.repository,
+            "repository URL",
+            "write the URL Flux and Argo CD clone, such as `https://github.com/acme/deploy.git` or `ssh://git@github.com/acme/deploy.git`",
+        );
+        let branch = plain(
+            &section.branch,
+            "branch name",
+            "write a branch name such as `main`",
+        );
+        if let Some(b) = &section.branch
+            && (b.value.starts_with('-') || b.value.contains("..") || b.value.ends_with(".lock"))
+        {
+            self.error(FileKind::Cluster, b.span(), format!("invalid branch name `{}`", b.value), "write a branch name such as `main`");
+        }
+        crate::model::Gitops {
+            repository,
+            branch: branch.unwrap_or_else(|| "main".into()),
         }
     }
 

@@ -8,13 +8,10 @@ use super::{
 };
 use crate::compile::{self, Compiled, Options};
 use crate::diag::{Diagnostic, FileKind};
-use crate::layout::{Files, Source};
+use crate::layout::Files;
 use crate::load::Texts;
 use crate::output::{self, Written};
 use crate::report;
-
-/// The Git repository URL written into the example Flux and Argo CD objects.
-const EXAMPLE_REPOSITORY: &str = "https://git.example.com/platform/tidb-deploy.git";
 
 /// The output folder when `--out` is not given: `deploy` in the cluster folder.
 pub fn default_out(dir: &Path) -> PathBuf {
@@ -38,7 +35,7 @@ fn compile_folder(
     };
     let options = Options {
         strict_config,
-        source: source(out),
+        repo_path: repo_path(out),
     };
     let texts = Texts {
         cluster: folder.text(FileKind::Cluster),
@@ -55,7 +52,7 @@ fn compile_folder(
 /// the Git repository that holds it (found by walking up to `.git`), so the
 /// same repository gives the same bytes on every machine. Outside a
 /// repository the output folder's own name is used.
-pub fn source(out: &Path) -> Source {
+pub fn repo_path(out: &Path) -> String {
     let absolute = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
     // Resolve symbolic links in the existing part of the path.
     let mut existing = absolute.clone();
@@ -85,16 +82,11 @@ pub fn source(out: &Path) -> Source {
             .to_path_buf(),
         None => resolved.file_name().map(PathBuf::from).unwrap_or_default(),
     };
-    let path = relative
+    relative
         .components()
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
-        .join("/");
-    Source {
-        repository: EXAMPLE_REPOSITORY.into(),
-        branch: "main".into(),
-        path,
-    }
+        .join("/")
 }
 
 pub fn compile(dir: &Path, out: &Path, locked: bool, strict_config: bool, timings: bool) -> u8 {
@@ -159,6 +151,12 @@ pub fn compile(dir: &Path, out: &Path, locked: bool, strict_config: bool, timing
         display_path(dir, FileKind::Lock),
         if lock_changed { "written" } else { "unchanged" }
     );
+    if compiled.files["gitops/flux/gitrepository.yaml"].contains(compile::EXAMPLE_REPOSITORY) {
+        eprintln!(
+            "note: the Flux and Argo CD objects in {}/gitops name an example repository; set [gitops] repository in cluster.toml",
+            out.display()
+        );
+    }
     if timings {
         let t = compiled.timings;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;

@@ -82,7 +82,7 @@ if [[ "$PD_MODE" == bootstrap ]]; then
     url="${url//[[:space:]]/}"
     [[ -n "$url" ]] || continue
     if members "$url" >/dev/null; then
-      die "a PD cluster already answers at $url, but this member ($PD_NAME) has an empty data directory ($DATA_DIR) and is set to bootstrap a new cluster; refusing, as that would create a second PD cluster. This member's directory lost its data: mark the directory or its node failed in inventory.toml so the compiler places a replacement member that joins the existing cluster."
+      die "a PD cluster already answers at $url, but this member ($PD_NAME) has an empty data directory ($DATA_DIR) and is set to bootstrap a new cluster; refusing, as that would create a second PD cluster. This member's directory lost its data: remove the directory from inventory.toml (or set its node to state = \"down\"), so the compiler marks this member failed and places a replacement that joins the existing cluster."
     fi
   done
 else
