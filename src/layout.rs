@@ -54,11 +54,15 @@ pub fn files(
 
     // Objects of one PD or TiKV instance (volume, claim, workload) share a
     // file named after the instance; others have a file each.
+    let mut objects = objects;
+    for (object, &wave) in objects.iter_mut().zip(&ordering.sync_wave) {
+        set_sync_wave(&mut object.value, wave);
+    }
+    let texts = render_all(&objects);
     let mut per_wave: Vec<Vec<String>> = vec![Vec::new(); ordering.waves.len()];
-    for (i, mut object) in objects.into_iter().enumerate() {
+    for (i, (object, yaml)) in objects.iter().zip(texts).enumerate() {
         let w = ordering.of_object[i];
         let wave = &ordering.waves[w];
-        set_sync_wave(&mut object.value, ordering.sync_wave[i]);
         let file = match object.role {
             Role::Volume(id) | Role::Workload(id) => format!("{id}.yaml"),
             _ => format!("{}-{}.yaml", object.kind.to_ascii_lowercase(), object.name),
@@ -72,7 +76,7 @@ pub fn files(
         if text.len() > HEADER.len() {
             text.push_str("---\n");
         }
-        text.push_str(&yaml::to_string(&object.value));
+        text.push_str(&yaml);
     }
     for (wave, mut resources) in ordering.waves.iter().zip(per_wave) {
         resources.sort();
@@ -130,6 +134,32 @@ pub fn files(
         diagnostics.dedup_by(|a, b| a.message == b.message);
         Err(diagnostics)
     }
+}
+
+/// The YAML of every object, rendered on all cores (each object on its own,
+/// so the result does not depend on how the work was split).
+fn render_all(objects: &[Object]) -> Vec<String> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let per_thread = objects.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = objects
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|o| yaml::to_string(&o.value))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a render thread panicked"))
+            .collect()
+    })
 }
 
 /// Flux and Argo CD objects live in their tools' namespaces, shared by

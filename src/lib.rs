@@ -5,9 +5,9 @@
 //! See ARCHITECTURE.md for the code map.
 
 pub mod cli;
+pub mod compile;
 pub mod config;
 pub mod diag;
-pub mod compile;
 pub mod generate;
 pub mod graph;
 pub mod input;

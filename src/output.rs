@@ -95,14 +95,16 @@ pub fn may_replace(out: &Path) -> Result<(), WriteError> {
 pub fn write(out: &Path, files: &Files) -> Result<Written, WriteError> {
     recover(out)?;
     may_replace(out)?;
-    if out.is_dir() && read(out).is_ok_and(|existing| &existing == files) {
+    let existing = if out.is_dir() { read(out).ok() } else { None };
+    if existing.as_ref() == Some(files) {
         return Ok(Written::Unchanged);
     }
     let new = side(out, "new");
     if let Some(parent) = new.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
-    let result = write_tree(&new, files);
+    let reuse = existing.as_ref().map(|e| (out, e));
+    let result = write_tree(&new, files, reuse);
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&new);
         return Err(e);
@@ -129,17 +131,60 @@ fn sync_dir(dir: Option<&Path>) {
     }
 }
 
-/// Writes every file under `root` (which must not exist) and syncs them, so
-/// the tree is complete on disk before it is renamed into place.
-fn write_tree(root: &Path, files: &Files) -> Result<(), WriteError> {
+/// Writes every file under `root` (which must not exist) and makes the tree
+/// durable, so it is complete on disk before it is renamed into place.
+///
+/// A file whose text equals the one in the previous output (`reuse`) is
+/// hard-linked from there instead of written: after a small change most
+/// files are the same, and a link costs the filesystem no new inode. The
+/// files are created by as many threads as there are cores, because the
+/// cost is in the filesystem, not in this process.
+fn write_tree(
+    root: &Path,
+    files: &Files,
+    reuse: Option<(&Path, &Files)>,
+) -> Result<(), WriteError> {
     fs::create_dir(root).map_err(io_err(root))?;
-    let mut dirs = std::collections::BTreeSet::new();
-    for (relative, text) in files {
+    let dirs: std::collections::BTreeSet<&Path> = files
+        .keys()
+        .filter_map(|relative| Path::new(relative).parent())
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    for dir in &dirs {
+        let path = root.join(dir);
+        fs::create_dir_all(&path).map_err(io_err(&path))?;
+    }
+    let entries: Vec<(&String, &String)> = files.iter().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let per_thread = entries.len().div_ceil(threads).max(1);
+    let results: Vec<Result<(), WriteError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || write_files(root, chunk, reuse)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a writer thread panicked"))
+            .collect()
+    });
+    results.into_iter().collect::<Result<(), WriteError>>()?;
+    sync_filesystem(root).map_err(io_err(root))
+}
+
+fn write_files(
+    root: &Path,
+    entries: &[(&String, &String)],
+    reuse: Option<(&Path, &Files)>,
+) -> Result<(), WriteError> {
+    for (relative, text) in entries {
         let path = root.join(relative);
-        if let Some(parent) = path.parent()
-            && dirs.insert(parent.to_path_buf())
+        if let Some((old_root, old)) = reuse
+            && old.get(*relative) == Some(*text)
+            && link_unshared(&old_root.join(relative), &path)
         {
-            fs::create_dir_all(parent).map_err(io_err(parent))?;
+            continue;
         }
         let mut file = fs::File::create(&path).map_err(io_err(&path))?;
         file.write_all(text.as_bytes()).map_err(io_err(&path))?;
@@ -147,7 +192,23 @@ fn write_tree(root: &Path, files: &Files) -> Result<(), WriteError> {
             file.sync_all().map_err(io_err(&path))?;
         }
     }
-    sync_filesystem(root).map_err(io_err(root))
+    Ok(())
+}
+
+/// Hard-links `from` to `to` unless `from` already has other links (then a
+/// later edit through one name would change the other).
+fn link_unshared(from: &Path, to: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        fs::symlink_metadata(from).is_ok_and(|m| m.is_file() && m.nlink() == 1)
+            && fs::hard_link(from, to).is_ok()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (from, to);
+        false
+    }
 }
 
 /// Makes everything written under `root` durable before it is renamed into
@@ -270,6 +331,17 @@ mod tests {
         recover(&out).unwrap();
         assert_eq!(read(&out).unwrap(), sample("1"));
         assert!(!side(&out, "old").exists() && !side(&out, "new").exists());
+        // A hard-linked unchanged file is not shared once the old tree is gone.
+        let mut more = sample("1");
+        more.insert("manifests/b/y.yaml".into(), "y\n".into());
+        write(&out, &more).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let meta = fs::metadata(out.join("manifests/a/x.yaml")).unwrap();
+            assert_eq!(meta.nlink(), 1);
+        }
+        assert_eq!(read(&out).unwrap(), more);
         // And a crash while writing the new tree leaves the old one in place.
         fs::create_dir(side(&out, "new")).unwrap();
         assert_eq!(write(&out, &sample("2")).unwrap(), Written::Replaced);

@@ -390,7 +390,12 @@ impl Validator<'_> {
         let mut plain = |value: &Option<Sp<String>>, what: &str, hint: &str| {
             let v = value.as_ref()?;
             if v.value.is_empty() || v.value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                self.error(FileKind::Cluster, v.span(), format!("invalid {what} `{}`", v.value), hint);
+                self.error(
+                    FileKind::Cluster,
+                    v.span(),
+                    format!("invalid {what} `{}`", v.value),
+                    hint,
+                );
             }
             Some(v.value.clone())
         };
@@ -407,7 +412,12 @@ impl Validator<'_> {
         if let Some(b) = &section.branch
             && (b.value.starts_with('-') || b.value.contains("..") || b.value.ends_with(".lock"))
         {
-            self.error(FileKind::Cluster, b.span(), format!("invalid branch name `{}`", b.value), "write a branch name such as `main`");
+            self.error(
+                FileKind::Cluster,
+                b.span(),
+                format!("invalid branch name `{}`", b.value),
+                "write a branch name such as `main`",
+            );
         }
         crate::model::Gitops {
             repository,
