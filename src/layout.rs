@@ -94,19 +94,21 @@ pub fn files(
 
     let prefix = gitops_prefix(model);
     let mut diagnostics = Vec::new();
+    // Flux puts the name into a label value on every object it applies.
+    let names: Vec<String> = ordering
+        .waves
+        .iter()
+        .map(|w| format!("{prefix}-{}", w.folder))
+        .collect();
+    crate::manifest::check_names(
+        "Flux Kustomization",
+        63,
+        names.iter().map(String::as_str),
+        &mut diagnostics,
+    );
     let mut previous: Option<String> = None;
     for wave in &ordering.waves {
         let name = format!("{prefix}-{}", wave.folder);
-        // Flux puts the name into a label value on every object it applies.
-        if name.len() > 63 {
-            diagnostics.push(
-                Diagnostic::error(format!(
-                    "the Flux Kustomization name `{name}` has {} characters; Kubernetes allows 63",
-                    name.len()
-                ))
-                .hint("choose a shorter cluster name or namespace in cluster.toml"),
-            );
-        }
         files.insert(
             format!("gitops/flux/kustomization-{}.yaml", wave.folder),
             HEADER.to_string()
@@ -131,7 +133,6 @@ pub fn files(
     if diagnostics.is_empty() {
         Ok(files)
     } else {
-        diagnostics.dedup_by(|a, b| a.message == b.message);
         Err(diagnostics)
     }
 }

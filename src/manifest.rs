@@ -149,17 +149,28 @@ impl Names {
     }
 }
 
-/// Checks one generated name against its Kubernetes limit.
-fn check_name(kind: &str, name: &str, max: usize, diagnostics: &mut Vec<Diagnostic>) {
-    if name.len() > max {
-        diagnostics.push(
-            Diagnostic::error(format!(
-                "the {kind} name `{name}` has {} characters; Kubernetes allows {max}",
-                name.len()
-            ))
-            .hint("choose a shorter cluster name or namespace in cluster.toml ([cluster] name, namespace)"),
-        );
+/// Checks generated names against their Kubernetes limit: one diagnostic
+/// per kind of name, naming the longest and how many others are too long.
+pub fn check_names<'n>(
+    kind: &str,
+    max: usize,
+    names: impl IntoIterator<Item = &'n str>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let too_long: Vec<&str> = names.into_iter().filter(|n| n.len() > max).collect();
+    let Some(longest) = too_long.iter().max_by_key(|n| n.len()) else {
+        return;
+    };
+    let mut d = Diagnostic::error(format!(
+        "the {kind} name `{longest}` has {} characters; Kubernetes allows {max}",
+        longest.len()
+    ));
+    if too_long.len() > 1 {
+        d = d.note(format!("{} {kind} names are too long", too_long.len()));
     }
+    diagnostics.push(d.hint(
+        "choose a shorter cluster name or namespace in cluster.toml ([cluster] name, namespace)",
+    ));
 }
 
 /// Every object of the cluster, or the names that break Kubernetes' limits.
@@ -192,17 +203,20 @@ pub fn objects(
     }
     out.push(b.tidb());
 
+    let mut by_kind: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for object in &out {
-        let max = match object.kind {
+        by_kind.entry(object.kind).or_default().push(&object.name);
+    }
+    for (kind, names) in by_kind {
+        let max = match kind {
             "StatefulSet" => MAX_STATEFULSET,
+            // Their names are DNS labels: Services and Namespaces appear in
+            // DNS names, and ConfigMaps are kept to the same limit.
             "Namespace" | "Service" => MAX_LABEL,
             _ => MAX_SUBDOMAIN,
         };
-        check_name(object.kind, &object.name, max, &mut diagnostics);
+        check_names(kind, max, names, &mut diagnostics);
     }
-    // The instance-id label and the owner marker carry the ids; Services'
-    // DNS names are labels too (checked above).
-    diagnostics.dedup_by(|a, b| a.message == b.message);
     if diagnostics.is_empty() {
         Ok(out)
     } else {

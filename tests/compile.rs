@@ -188,3 +188,91 @@ fn locked_refuses_a_lock_change_and_writes_nothing() {
     );
     assert!(!dir.path().join("deploy").exists());
 }
+
+mod library {
+    //! Properties of the output that need clusters larger than a golden case.
+
+    use std::collections::BTreeMap;
+
+    use tidb_gitops::compile::{Compiled, Options, compile};
+    use tidb_gitops::generate::{Shape, generate};
+    use tidb_gitops::load::Texts;
+
+    fn compile_shape(shape: &Shape, lock: Option<&str>) -> Compiled {
+        let generated = generate(shape);
+        compile(
+            Texts {
+                cluster: &generated.cluster_toml,
+                inventory: &generated.inventory_toml,
+                lock,
+            },
+            &Options {
+                strict_config: false,
+                repo_path: "deploy".into(),
+            },
+        )
+        .unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    /// Each instance file (`<id>.yaml`) and the sync-waves in it.
+    fn instance_files(compiled: &Compiled) -> BTreeMap<String, (String, Vec<String>)> {
+        compiled
+            .files
+            .iter()
+            .filter_map(|(path, text)| {
+                let file = path.rsplit('/').next()?;
+                let id = file.strip_suffix(".yaml")?;
+                let is_instance = id.starts_with("pd-") || id.starts_with("tikv-");
+                let waves = text
+                    .lines()
+                    .filter(|l| l.contains("argocd.argoproj.io/sync-wave"))
+                    .map(str::to_string)
+                    .collect();
+                is_instance.then(|| (id.to_string(), (path.clone(), waves)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn large_waves_are_split_so_no_folder_holds_thousands_of_objects() {
+        let compiled = compile_shape(&Shape::new(1_000), None);
+        let mut per_folder: BTreeMap<&str, usize> = BTreeMap::new();
+        for (path, text) in &compiled.files {
+            if let Some(rest) = path.strip_prefix("manifests/")
+                && let Some((folder, _)) = rest.split_once('/')
+                && !path.ends_with("/kustomization.yaml")
+            {
+                *per_folder.entry(folder).or_default() += text.matches("\napiVersion: ").count()
+                    + usize::from(text.starts_with("apiVersion: "));
+            }
+        }
+        let total: usize = per_folder.values().sum();
+        assert_eq!(total, compiled.objects);
+        assert!(total > 9_000, "{total}");
+        let (folder, most) = per_folder.iter().max_by_key(|(_, n)| **n).unwrap();
+        assert!(*most <= 750, "{folder} holds {most} objects");
+        // Every folder has its Flux Kustomization.
+        for folder in per_folder.keys() {
+            assert!(
+                compiled
+                    .files
+                    .contains_key(&format!("gitops/flux/kustomization-{folder}.yaml")),
+                "{folder}"
+            );
+        }
+    }
+
+    #[test]
+    fn scale_out_keeps_every_existing_instance_in_its_folder_and_wave() {
+        let before = compile_shape(&Shape::new(60), None);
+        let lock = before.lock.render();
+        let mut bigger = Shape::new(90);
+        bigger.tikv_per_node = Shape::new(60).tikv_per_node;
+        let after = compile_shape(&bigger, Some(&lock));
+        let (old, new) = (instance_files(&before), instance_files(&after));
+        assert!(new.len() > old.len(), "{} > {}", new.len(), old.len());
+        for (id, place) in &old {
+            assert_eq!(new.get(id), Some(place), "{id} moved");
+        }
+    }
+}
