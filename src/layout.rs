@@ -140,9 +140,7 @@ pub fn files(
 /// The YAML of every object, rendered on all cores (each object on its own,
 /// so the result does not depend on how the work was split).
 fn render_all(objects: &[Object]) -> Vec<String> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+    let threads = crate::threads();
     let per_thread = objects.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = objects

@@ -25,3 +25,18 @@ pub mod schema;
 pub mod spanned;
 pub mod validate;
 pub mod yaml;
+
+/// How many threads the parallel stages (rendering, writing) use: the
+/// cores this process may run on, at most 8, or `TIDB_GITOPS_THREADS`.
+/// The output never depends on it.
+pub fn threads() -> usize {
+    std::env::var("TIDB_GITOPS_THREADS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8)
+        })
+}

@@ -189,18 +189,40 @@ pub fn objects(
     out.extend(b.config_maps());
     out.extend(b.services());
     out.extend(b.disruption_budgets());
-    for entry in &lock.entries {
-        out.push(b.volume(entry));
-        out.push(b.claim(entry));
-        // A failed instance keeps its volume objects (its data stays
-        // reviewable and undeletable) but no workload: its node is gone or
-        // down, or its directory no longer qualifies.
-        if entry.state != State::Failed
-            && let Some(node) = model.inventory.node(&entry.node)
-        {
-            out.push(b.stateful_set(entry, node, lock));
-        }
-    }
+    // The instances' objects are independent of each other: build them on
+    // all cores, in chunks whose results are joined in lock order.
+    let per_thread = lock.entries.len().div_ceil(crate::threads()).max(1);
+    let chunks: Vec<Vec<Object>> = std::thread::scope(|scope| {
+        let b = &b;
+        let handles: Vec<_> = lock
+            .entries
+            .chunks(per_thread)
+            .map(|entries| {
+                scope.spawn(move || {
+                    let mut out = Vec::with_capacity(entries.len() * 3);
+                    for entry in entries {
+                        out.push(b.volume(entry));
+                        out.push(b.claim(entry));
+                        // A failed instance keeps its volume objects (its
+                        // data stays reviewable and undeletable) but no
+                        // workload: its node is gone or down, or its
+                        // directory no longer qualifies.
+                        if entry.state != State::Failed
+                            && let Some(node) = model.inventory.node(&entry.node)
+                        {
+                            out.push(b.stateful_set(entry, node, lock));
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a builder thread panicked"))
+            .collect()
+    });
+    out.extend(chunks.into_iter().flatten());
     out.push(b.tidb());
 
     let mut by_kind: BTreeMap<&str, Vec<&str>> = BTreeMap::new();

@@ -155,9 +155,7 @@ fn write_tree(
         fs::create_dir_all(&path).map_err(io_err(&path))?;
     }
     let entries: Vec<(&String, &String)> = files.iter().collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+    let threads = crate::threads();
     let per_thread = entries.len().div_ceil(threads).max(1);
     let results: Vec<Result<(), WriteError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = entries
