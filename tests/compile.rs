@@ -170,6 +170,23 @@ fn output_is_byte_identical_across_runs_and_working_directories() {
 }
 
 #[test]
+fn output_does_not_depend_on_the_number_of_threads() {
+    let a = example();
+    let b = example();
+    let with = |dir: &Path, threads: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tidb-gitops"))
+            .arg("compile")
+            .current_dir(dir)
+            .env("TIDB_GITOPS_THREADS", threads)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(with(a.path(), "1").status.code(), Some(0));
+    assert_eq!(with(b.path(), "5").status.code(), Some(0));
+    assert_eq!(tree(&a.path().join("deploy")), tree(&b.path().join("deploy")));
+}
+
+#[test]
 fn locked_refuses_a_lock_change_and_writes_nothing() {
     let dir = example();
     let cluster = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
