@@ -183,7 +183,10 @@ fn output_does_not_depend_on_the_number_of_threads() {
     };
     assert_eq!(with(a.path(), "1").status.code(), Some(0));
     assert_eq!(with(b.path(), "5").status.code(), Some(0));
-    assert_eq!(tree(&a.path().join("deploy")), tree(&b.path().join("deploy")));
+    assert_eq!(
+        tree(&a.path().join("deploy")),
+        tree(&b.path().join("deploy"))
+    );
 }
 
 #[test]
