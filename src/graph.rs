@@ -268,6 +268,11 @@ fn check_dependencies(
             _ => {}
         }
     }
+    let pd_workloads: Vec<(InstanceId, usize)> = workloads
+        .iter()
+        .filter(|(id, _)| id.component == Component::Pd)
+        .map(|(id, w)| (*id, *w))
+        .collect();
     let mut edge = |from: usize, to: usize, need: Need| {
         graph.add_edge(nodes[from], nodes[to], need);
     };
@@ -289,21 +294,13 @@ fn check_dependencies(
                 for &c in config_maps.iter().chain(&services) {
                     edge(c, i, Need::Same);
                 }
-                let before: Vec<usize> = match id.component {
-                    // Members join one after another, in ordinal order.
-                    Component::Pd => workloads
-                        .range(..*id)
-                        .filter(|(other, _)| other.component == Component::Pd)
-                        .map(|(_, w)| *w)
-                        .collect(),
-                    // Every PD before any TiKV.
-                    _ => workloads
-                        .iter()
-                        .filter(|(other, _)| other.component == Component::Pd)
-                        .map(|(_, w)| *w)
-                        .collect(),
+                // PD members join one after another, in ordinal order;
+                // every PD comes before any TiKV.
+                let before = match id.component {
+                    Component::Pd => &pd_workloads[..pd_workloads.partition_point(|(o, _)| o < id)],
+                    _ => &pd_workloads[..],
                 };
-                for w in before {
+                for &(_, w) in before {
                     edge(w, i, Need::Before);
                 }
             }

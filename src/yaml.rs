@@ -30,9 +30,13 @@ pub fn to_string(value: &Value) -> String {
 }
 
 fn indent(out: &mut String, n: usize) {
-    for _ in 0..n {
-        out.push(' ');
+    const SPACES: &str = "                                                                ";
+    let mut n = n;
+    while n > SPACES.len() {
+        out.push_str(SPACES);
+        n -= SPACES.len();
     }
+    out.push_str(&SPACES[..n]);
 }
 
 fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, level: usize) {
@@ -167,8 +171,7 @@ fn looks_like_other_type(s: &str) -> bool {
     if t.is_empty() {
         return false;
     }
-    let lower = t.to_ascii_lowercase();
-    if matches!(lower.as_str(), ".inf" | ".nan") {
+    if t.eq_ignore_ascii_case(".inf") || t.eq_ignore_ascii_case(".nan") {
         return true;
     }
     // Anything that starts like a number (digits, `.5`, `0x1F`, `1e3`,
