@@ -77,6 +77,13 @@ pub fn recover(out: &Path) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// Where an interrupted swap left the previous output, if `out` is missing
+/// because of one. `recover` (run by every write) puts it back.
+pub fn left_aside(out: &Path) -> Option<PathBuf> {
+    let old = side(out, "old");
+    (!out.exists() && old.join(MARKER).is_file()).then_some(old)
+}
+
 fn is_empty(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
 }

@@ -128,6 +128,43 @@ fn invalid_input_leaves_the_previous_output_and_lock_intact() {
 }
 
 #[test]
+fn an_interrupted_swap_is_reported_by_check_and_repaired_by_compile() {
+    let dir = example();
+    assert_eq!(run(dir.path(), &["compile"]).status.code(), Some(0));
+    let deploy = dir.path().join("deploy");
+    let before = tree(&deploy);
+    // The state a kill between the two renames leaves: the previous output
+    // aside, a half-written new tree beside it, no output folder.
+    let old = dir.path().join(".deploy.tidb-gitops-old");
+    let new = dir.path().join(".deploy.tidb-gitops-new");
+    std::fs::rename(&deploy, &old).unwrap();
+    std::fs::create_dir(&new).unwrap();
+    std::fs::write(new.join(".tidb-gitops"), "partial").unwrap();
+    let check = run(dir.path(), &["check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains("interrupted compile"),
+        "{}",
+        stderr(&check)
+    );
+    // An invalid input now still leaves the previous output recoverable.
+    let cluster = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+    std::fs::write(dir.path().join("cluster.toml"), "[cluster\n").unwrap();
+    assert_eq!(run(dir.path(), &["compile"]).status.code(), Some(2));
+    assert_eq!(tree(&old), before);
+    std::fs::write(dir.path().join("cluster.toml"), cluster).unwrap();
+    let compile = run(dir.path(), &["compile"]);
+    assert_eq!(compile.status.code(), Some(0), "{}", stderr(&compile));
+    assert!(
+        stderr(&compile).contains("deploy unchanged"),
+        "{}",
+        stderr(&compile)
+    );
+    assert_eq!(tree(&deploy), before);
+    assert!(!old.exists() && !new.exists());
+}
+
+#[test]
 fn compile_refuses_an_output_folder_it_did_not_create() {
     let dir = example();
     let home = dir.path().join("home");

@@ -196,7 +196,13 @@ pub fn check(dir: &Path, out: &Path, strict_config: bool) -> u8 {
     match output::read(out) {
         Ok(existing) => stale.extend(differences(out, &existing, &compiled.files)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            stale.push(format!("{} is missing", out.display()))
+            stale.push(format!("{} is missing", out.display()));
+            if let Some(old) = output::left_aside(out) {
+                stale.push(format!(
+                    "  an interrupted compile left the previous output in {}; compile puts it back",
+                    old.display()
+                ));
+            }
         }
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", out.display());
