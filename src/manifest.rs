@@ -578,28 +578,32 @@ impl<'a> Builder<'a> {
             role: Role::Volume(entry.id),
             kind: "PersistentVolume",
             name: name.clone(),
-            value: json!({
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": self.metadata(&name, false, self.instance_labels(entry), true),
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "capacity": { "storage": capacity },
-                    "claimRef": {
-                        "apiVersion": "v1",
-                        "kind": "PersistentVolumeClaim",
-                        "name": self.names.claim(entry.id),
-                        "namespace": self.names.namespace,
+            value: with(
+                json!({
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": null,
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "capacity": { "storage": capacity },
+                        "claimRef": {
+                            "apiVersion": "v1",
+                            "kind": "PersistentVolumeClaim",
+                            "name": self.names.claim(entry.id),
+                            "namespace": self.names.namespace,
+                        },
+                        "local": { "path": entry.path.0 },
+                        "nodeAffinity": { "required": { "nodeSelectorTerms": [ { "matchExpressions": [
+                            { "key": "kubernetes.io/hostname", "operator": "In", "values": [entry.node.0] }
+                        ] } ] } },
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "storageClassName": self.names.storage_class,
+                        "volumeMode": "Filesystem",
                     },
-                    "local": { "path": entry.path.0 },
-                    "nodeAffinity": { "required": { "nodeSelectorTerms": [ { "matchExpressions": [
-                        { "key": "kubernetes.io/hostname", "operator": "In", "values": [entry.node.0] }
-                    ] } ] } },
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": self.names.storage_class,
-                    "volumeMode": "Filesystem",
-                },
-            }),
+                }),
+                "/metadata",
+                self.metadata(&name, false, self.instance_labels(entry), true),
+            ),
         }
     }
 
@@ -609,20 +613,24 @@ impl<'a> Builder<'a> {
             role: Role::Volume(entry.id),
             kind: "PersistentVolumeClaim",
             name: name.clone(),
-            value: json!({
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": self.metadata(&name, true, self.instance_labels(entry), true),
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "resources": { "requests": {
-                        "storage": self.stateful(entry.id.component).storage.as_str()
-                    } },
-                    "storageClassName": self.names.storage_class,
-                    "volumeMode": "Filesystem",
-                    "volumeName": self.names.volume(entry.id),
-                },
-            }),
+            value: with(
+                json!({
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": null,
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": { "requests": {
+                            "storage": self.stateful(entry.id.component).storage.as_str()
+                        } },
+                        "storageClassName": self.names.storage_class,
+                        "volumeMode": "Filesystem",
+                        "volumeName": self.names.volume(entry.id),
+                    },
+                }),
+                "/metadata",
+                self.metadata(&name, true, self.instance_labels(entry), true),
+            ),
         }
     }
 
@@ -691,14 +699,14 @@ impl<'a> Builder<'a> {
         pod_labels.remove(LABEL_MANAGED_BY);
         let mut selector = self.selector(component);
         selector[LABEL_INSTANCE_ID] = json!(id.to_string());
-        Object {
+        let mut object = Object {
             role: Role::Workload(id),
             kind: "StatefulSet",
             name: name.clone(),
             value: json!({
                 "apiVersion": "apps/v1",
                 "kind": "StatefulSet",
-                "metadata": self.metadata(&name, true, self.instance_labels(entry), false),
+                "metadata": null,
                 "spec": {
                     "minReadySeconds": 0,
                     "persistentVolumeClaimRetentionPolicy": { "whenDeleted": "Retain", "whenScaled": "Retain" },
@@ -712,19 +720,24 @@ impl<'a> Builder<'a> {
                     },
                     "template": {
                         "metadata": { "labels": pod_labels },
-                        "spec": self.pod_spec(
-                            &entry.node.0,
-                            &stateful.tolerations,
-                            grace,
-                            vec![init],
-                            main,
-                            volumes,
-                        ),
+                        "spec": null,
                     },
                     "updateStrategy": { "rollingUpdate": { "partition": 0 }, "type": "RollingUpdate" },
                 },
             }),
-        }
+        };
+        let metadata = self.metadata(&name, true, self.instance_labels(entry), false);
+        let pod = self.pod_spec(
+            &entry.node.0,
+            &stateful.tolerations,
+            grace,
+            vec![init],
+            main,
+            volumes,
+        );
+        object.value = with(object.value, "/metadata", metadata);
+        object.value = with(object.value, "/spec/template/spec", pod);
+        object
     }
 
     fn pod_spec(
@@ -737,13 +750,13 @@ impl<'a> Builder<'a> {
         volumes: Value,
     ) -> Value {
         let mut spec = Map::new();
-        spec.insert("containers".into(), json!([main]));
+        spec.insert("containers".into(), Value::Array(vec![main]));
         spec.insert("dnsPolicy".into(), json!("ClusterFirst"));
         // Hundreds of Services in one namespace would otherwise become
         // thousands of environment variables in every container.
         spec.insert("enableServiceLinks".into(), json!(false));
         if !init.is_empty() {
-            spec.insert("initContainers".into(), json!(init));
+            spec.insert("initContainers".into(), Value::Array(init));
         }
         if !node.is_empty() {
             // The volume's node affinity pins the pod already; saying it here
@@ -992,6 +1005,15 @@ impl<'a> Builder<'a> {
             }),
         }
     }
+}
+
+/// Moves `part` into `value` at `pointer` (which must exist, as `null`).
+/// `json!` copies a `Value` it is given by serializing it; the per-instance
+/// objects are built thousands of times, so their large parts are moved in
+/// afterwards instead.
+fn with(mut value: Value, pointer: &str, part: Value) -> Value {
+    *value.pointer_mut(pointer).expect("the placeholder exists") = part;
+    value
 }
 
 /// The scripts ConfigMap's data, by key.
