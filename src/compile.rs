@@ -46,6 +46,30 @@ pub struct Timings {
     pub render: Duration,
 }
 
+/// The most TiKV a cluster may have without `topology.isolation_level`.
+pub const MAX_TIKV_WITHOUT_ISOLATION: u32 = 10;
+
+/// Rules of the rollout that `place` alone does not need (DESIGN §5
+/// "Rollout"). Without an isolation level every TiKV restarts in a wave of
+/// its own, one after another: fine for a few stores, too slow and too easy
+/// to get wrong for more.
+fn rollout_rules(model: &crate::model::Model) -> Vec<Diagnostic> {
+    let c = &model.cluster;
+    if c.topology.isolation_level.is_some() || c.tikv.replicas <= MAX_TIKV_WITHOUT_ISOLATION {
+        return Vec::new();
+    }
+    vec![
+        Diagnostic::error(format!(
+            "{} TiKV without an isolation level would restart one store at a time",
+            c.tikv.replicas
+        ))
+        .at(crate::diag::FileKind::Cluster, c.tikv.replicas_span.clone())
+        .label(format!("more than {MAX_TIKV_WITHOUT_ISOLATION}"))
+        .note("with [topology] isolation_level, PD keeps the replicas of each Region in distinct domains, and all stores of one domain restart together")
+        .hint("set isolation_level in [topology]: \"zone\" or \"rack\" when the nodes carry those labels, or at least list \"host\" in location_labels and set isolation_level = \"host\""),
+    ]
+}
+
 pub fn compile(texts: Texts<'_>, options: &Options) -> Result<Compiled, Vec<Diagnostic>> {
     let mut timings = Timings::default();
     let start = Instant::now();
@@ -58,6 +82,7 @@ pub fn compile(texts: Texts<'_>, options: &Options) -> Result<Compiled, Vec<Diag
         texts.cluster,
         options.strict_config,
     ));
+    diagnostics.extend(rollout_rules(&loaded.model));
     if diag::has_errors(&diagnostics) {
         diag::sort(&mut diagnostics);
         return Err(diagnostics);

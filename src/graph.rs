@@ -14,6 +14,7 @@
 //! | PV and claim of a failed instance `c-N` | 1 | `00001-retained-c-{N / 250}` |
 //! | PD instance `pd-N` | 100 + N | `{100+N}-pd-N` |
 //! | TiKV instances of failure domain D | 10000 + lock's number of D | `{..}-tikv-{D}-{N / 250}` |
+//! | TiKV `tikv-N` without an isolation level | 10000 + N | `{10000+N}-tikv-N` |
 //! | TiDB | 20000 | `20000-tidb` |
 //!
 //! PD members come one wave each (the first bootstraps, the others join in
@@ -186,7 +187,9 @@ fn wave_of(model: &Model, lock: &Lock, role: &Role) -> Result<(u32, String), Box
                         .hint("run `tidb-gitops place` to bring placement.lock up to date")));
                     }
                 },
-                None => (0, String::new()),
+                // Without an isolation level nothing keeps two replicas of a
+                // Region apart but the store itself: one store per wave.
+                None => (id.ordinal, String::new()),
             };
             let number = WAVE_TIKV + index;
             if number >= WAVE_TIDB {
@@ -198,7 +201,11 @@ fn wave_of(model: &Model, lock: &Lock, role: &Role) -> Result<(u32, String), Box
                     .hint("use a coarser isolation_level in [topology]"),
                 ));
             }
-            (number, format!("{number:05}-tikv{name}-{}", chunk(*id)))
+            if name.is_empty() {
+                (number, format!("{number:05}-tikv-{}", id.ordinal))
+            } else {
+                (number, format!("{number:05}-tikv{name}-{}", chunk(*id)))
+            }
         }
         Role::Tidb => (WAVE_TIDB, format!("{WAVE_TIDB:05}-tidb")),
     })
