@@ -19,6 +19,7 @@ pub mod model;
 pub mod names;
 pub mod output;
 pub mod place;
+pub mod plan;
 pub mod quantity;
 pub mod report;
 pub mod schema;

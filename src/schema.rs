@@ -12,6 +12,7 @@ pub fn all() -> Vec<(&'static str, String)> {
         ("cluster.schema.json", schema_of::<ClusterFile>()),
         ("inventory.schema.json", schema_of::<InventoryFile>()),
         ("placement-lock.schema.json", schema_of::<LockFile>()),
+        ("plan.schema.json", crate::plan::schema()),
     ]
     .into_iter()
     .map(|(name, schema)| {

@@ -1,4 +1,6 @@
-//! YAML output for JSON values.
+//! YAML for JSON values: the emitter the compiler writes with, and a reader
+//! (serde_yaml, deprecated upstream but the standard serde YAML parser, kept
+//! behind `parse` so it can be replaced alone) for outputs read back.
 //!
 //! The compiler emits only JSON-shaped data (maps, lists, strings, numbers,
 //! booleans), so a small emitter suffices and is an order of magnitude
@@ -14,6 +16,15 @@
 use std::fmt::Write as _;
 
 use serde_json::Value;
+
+/// Every document of a YAML stream (`---`-separated), as JSON values.
+pub fn parse(text: &str) -> Result<Vec<Value>, String> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).map_err(|e| e.to_string()))
+        .filter(|v| !matches!(v, Ok(Value::Null)))
+        .collect()
+}
 
 /// One YAML document, without a leading `---`.
 pub fn to_string(value: &Value) -> String {

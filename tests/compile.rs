@@ -333,3 +333,81 @@ mod library {
         }
     }
 }
+
+/// Runs git in `dir` with a fixed identity.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn plan_against_a_git_revision_reads_committed_output_or_inputs_and_touches_nothing() {
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path().join("clusters/prod");
+    std::fs::create_dir_all(&dir).unwrap();
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/three-zone");
+    for name in ["cluster.toml", "inventory.toml", "placement.lock"] {
+        std::fs::copy(from.join(name), dir.join(name)).unwrap();
+    }
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    // First commit: inputs only, no output yet.
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "inputs"]);
+    let cluster = std::fs::read_to_string(dir.join("cluster.toml")).unwrap();
+    std::fs::write(
+        dir.join("cluster.toml"),
+        cluster.replace("\"log.level\" = \"info\"", "\"log.level\" = \"warn\""),
+    )
+    .unwrap();
+    let status_before = git(repo.path(), &["status", "--porcelain"]);
+    let plan = run(repo.path(), &["plan", "clusters/prod", "--base", "HEAD"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(text.contains("TiDB restart"), "{text}");
+    assert!(text.contains("log.level \"info\" -> \"warn\""), "{text}");
+    assert_eq!(git(repo.path(), &["status", "--porcelain"]), status_before);
+
+    // Second commit: with the compiled output. The base is now what is
+    // committed, even when it differs from what this compiler would write.
+    std::fs::write(dir.join("cluster.toml"), &cluster).unwrap();
+    assert_eq!(
+        run(repo.path(), &["compile", "clusters/prod"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let committed = dir.join("deploy/manifests/20000-tidb/statefulset-prod-tidb.yaml");
+    let sts = std::fs::read_to_string(&committed).unwrap();
+    std::fs::write(
+        &committed,
+        sts.replace("periodSeconds: 10", "periodSeconds: 11"),
+    )
+    .unwrap();
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "output"]);
+    let plan = run(repo.path(), &["plan", "clusters/prod", "--base", "HEAD"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(text.contains("TiDB restart"), "{text}");
+    assert!(
+        text.contains("readinessProbe.periodSeconds changed"),
+        "{text}"
+    );
+    assert_eq!(git(repo.path(), &["status", "--porcelain"]), "");
+    // A revision that does not exist is a clear error.
+    let bad = run(
+        repo.path(),
+        &["plan", "clusters/prod", "--base", "no-such-rev"],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}

@@ -12,6 +12,9 @@
 //! `golden/examples/<name>` cases are not folders of their own: they run
 //! `examples/<name>`, so the shipped examples are always covered.
 //!
+//! A `base/` folder in a case is copied along (the cluster folder a `plan
+//! --base base` case compares with).
+//!
 //! A command that writes an output folder (`compile`) leaves it in the
 //! scratch copy as `deploy/`; the case keeps the expected tree as its own
 //! `deploy/` folder, compared file by file and refreshed by the same update
@@ -32,6 +35,20 @@ fn run_case(inputs: &Path, args: &str) -> (String, Option<Tree>) {
         let from = inputs.join(name);
         if from.exists() {
             std::fs::copy(&from, scratch.path().join(name)).expect("copy input");
+        }
+    }
+    // A plan case keeps the cluster folder it is compared with in `base/`.
+    if inputs.join("base").is_dir() {
+        std::fs::create_dir(scratch.path().join("base")).expect("base dir");
+        for entry in std::fs::read_dir(inputs.join("base"))
+            .expect("read base")
+            .flatten()
+        {
+            std::fs::copy(
+                entry.path(),
+                scratch.path().join("base").join(entry.file_name()),
+            )
+            .expect("copy base input");
         }
     }
     let before = std::fs::read(scratch.path().join("placement.lock")).ok();

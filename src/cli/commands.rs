@@ -263,3 +263,245 @@ fn differences(out: &Path, existing: &Files, wanted: &Files) -> Vec<String> {
     }
     lines
 }
+
+/// `plan`: the new compile against a base.
+pub fn plan(dir: &Path, out: &Path, base: Option<&str>, format: super::PlanFormat) -> u8 {
+    let (compiled, folder) = match compile_folder(dir, out, false) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    eprint_diagnostics(&compiled.warnings, &folder.sources);
+    let base_files = match base {
+        None => None,
+        Some(base) => match base_output(dir, out, base) {
+            Ok(files) => Some(files),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_INVALID;
+            }
+        },
+    };
+    let plan = match crate::plan::plan(base_files.as_ref(), &compiled.files) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: cannot read the base output: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let text = match format {
+        super::PlanFormat::Text => crate::plan::text(&plan),
+        super::PlanFormat::Markdown => crate::plan::markdown(&plan),
+        super::PlanFormat::Json => {
+            serde_json::to_string_pretty(&plan).expect("a plan serializes") + "\n"
+        }
+    };
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    EXIT_OK
+}
+
+/// The base of a plan, as output files: an output folder; a cluster folder
+/// (compiled in memory); or a git revision, whose committed output is used
+/// when there is one (what is deployed) and whose inputs are compiled
+/// otherwise. Git is only read: the working tree and index are untouched.
+fn base_output(dir: &Path, out: &Path, base: &str) -> Result<Files, String> {
+    let path = Path::new(base);
+    if path.is_dir() {
+        if path.join(crate::layout::MARKER).is_file() {
+            return output::read(path).map_err(|e| format!("cannot read {base}: {e}"));
+        }
+        if path.join(FileKind::Cluster.file_name()).is_file() {
+            let read = |kind: FileKind| std::fs::read_to_string(path.join(kind.file_name())).ok();
+            return compile_texts(
+                read(FileKind::Cluster),
+                read(FileKind::Inventory),
+                read(FileKind::Lock),
+                out,
+            )
+            .map_err(|e| format!("the base {base} does not compile: {e}"));
+        }
+        return Err(format!(
+            "{base} is neither an output folder (no {} file) nor a cluster folder (no cluster.toml)",
+            crate::layout::MARKER
+        ));
+    }
+    let git = Git::find(dir)?;
+    git.git(&[
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        &format!("{base}^{{commit}}"),
+    ])
+    .map_err(|_| format!("--base {base} is neither a folder nor a revision of the repository"))?;
+    let out_rel = git.relative(out)?;
+    let marker = format!("{out_rel}/{}", crate::layout::MARKER);
+    if git.show(base, &marker).is_ok() {
+        return git.tree(base, &out_rel);
+    }
+    let dir_rel = git.relative(dir)?;
+    let file = |kind: FileKind| {
+        let p = if dir_rel.is_empty() {
+            kind.file_name().to_string()
+        } else {
+            format!("{dir_rel}/{}", kind.file_name())
+        };
+        git.show(base, &p).ok()
+    };
+    compile_texts(
+        file(FileKind::Cluster),
+        file(FileKind::Inventory),
+        file(FileKind::Lock),
+        out,
+    )
+    .map_err(|e| format!("the cluster folder at {base} does not compile: {e}"))
+}
+
+fn compile_texts(
+    cluster: Option<String>,
+    inventory: Option<String>,
+    lock: Option<String>,
+    out: &Path,
+) -> Result<Files, String> {
+    let (Some(cluster), Some(inventory)) = (cluster, inventory) else {
+        return Err("cluster.toml or inventory.toml is missing".into());
+    };
+    let texts = Texts {
+        cluster: &cluster,
+        inventory: &inventory,
+        lock: lock.as_deref(),
+    };
+    let options = Options {
+        strict_config: false,
+        repo_path: repo_path(out),
+    };
+    compile::compile(texts, &options)
+        .map(|c| c.files)
+        .map_err(|d| crate::diag::summary(&d))
+}
+
+/// Read-only access to the Git repository that holds a folder.
+struct Git {
+    root: PathBuf,
+}
+
+impl Git {
+    fn find(dir: &Path) -> Result<Git, String> {
+        let output = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["rev-parse", "--show-toplevel"])
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "--base names no folder, and {} is not in a git repository",
+                dir.display()
+            ));
+        }
+        let root = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        Ok(Git {
+            root: PathBuf::from(root),
+        })
+    }
+
+    /// A path relative to the repository root, `/`-separated.
+    fn relative(&self, path: &Path) -> Result<String, String> {
+        let absolute = std::path::absolute(path).map_err(|e| e.to_string())?;
+        let resolved = absolute
+            .canonicalize()
+            .or_else(|_| {
+                absolute
+                    .parent()
+                    .map(|p| {
+                        p.canonicalize()
+                            .map(|c| c.join(absolute.file_name().unwrap_or_default()))
+                    })
+                    .unwrap_or(Ok(absolute.clone()))
+            })
+            .map_err(|e| e.to_string())?;
+        let root = self.root.canonicalize().map_err(|e| e.to_string())?;
+        let rel = resolved.strip_prefix(&root).map_err(|_| {
+            format!(
+                "{} is outside the repository {}",
+                path.display(),
+                root.display()
+            )
+        })?;
+        Ok(rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"))
+    }
+
+    fn git(&self, args: &[&str]) -> Result<Vec<u8>, String> {
+        let output = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if output.status.success() {
+            Ok(output.stdout)
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+        }
+    }
+
+    fn show(&self, rev: &str, path: &str) -> Result<String, String> {
+        let bytes = self.git(&["show", &format!("{rev}:{path}")])?;
+        String::from_utf8(bytes).map_err(|_| format!("{rev}:{path} is not UTF-8"))
+    }
+
+    /// Every file under `path` at `rev`, relative to `path`.
+    fn tree(&self, rev: &str, path: &str) -> Result<Files, String> {
+        let list = self.git(&["ls-tree", "-r", "-z", "--name-only", rev, "--", path])?;
+        let names: Vec<String> = list
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        // One `git cat-file --batch` for all files, not one process each.
+        let mut child = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(["cat-file", "--batch"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let requests: String = names.iter().map(|n| format!("{rev}:{n}\n")).collect();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write as _;
+            let _ = stdin.write_all(requests.as_bytes());
+        });
+        let output = child.wait_with_output().map_err(|e| e.to_string())?;
+        let _ = writer.join();
+        let mut files = Files::new();
+        let mut rest = &output.stdout[..];
+        for name in &names {
+            let newline = rest
+                .iter()
+                .position(|b| *b == b'\n')
+                .ok_or("short git output")?;
+            let header = String::from_utf8_lossy(&rest[..newline]).into_owned();
+            let size: usize = header
+                .rsplit(' ')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("unexpected git output: {header}"))?;
+            let body = &rest[newline + 1..newline + 1 + size];
+            rest = &rest[newline + 1 + size + 1..];
+            let relative = name
+                .strip_prefix(path)
+                .map(|r| r.trim_start_matches('/'))
+                .unwrap_or(name);
+            files.insert(
+                relative.to_string(),
+                String::from_utf8_lossy(body).into_owned(),
+            );
+        }
+        Ok(files)
+    }
+}

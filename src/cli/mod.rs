@@ -75,8 +75,29 @@ pub enum Command {
         #[arg(long)]
         strict_config: bool,
     },
+    /// Show the rollout the change would trigger: what is created, restarted or upgraded, in which wave
+    Plan {
+        /// The cluster folder
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// What to compare with: a git revision (its committed output, else its inputs compiled), an output folder, or a cluster folder [default: none, the plan creates the cluster]
+        #[arg(long)]
+        base: Option<String>,
+        /// The output folder, to find it inside the base revision [default: DIR/deploy]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
     /// Scaffold a commented cluster folder
     Init { dir: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Markdown,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -116,6 +137,15 @@ pub fn main() -> ExitCode {
         } => {
             let out = out.unwrap_or_else(|| commands::default_out(&dir));
             commands::check(&dir, &out, strict_config)
+        }
+        Command::Plan {
+            dir,
+            base,
+            out,
+            format,
+        } => {
+            let out = out.unwrap_or_else(|| commands::default_out(&dir));
+            commands::plan(&dir, &out, base.as_deref(), format)
         }
         Command::Init { dir } => init(&dir),
     };
