@@ -23,6 +23,7 @@ pub mod plan;
 pub mod quantity;
 pub mod report;
 pub mod schema;
+pub mod simulate;
 pub mod spanned;
 pub mod validate;
 pub mod yaml;
