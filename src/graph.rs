@@ -169,14 +169,19 @@ fn wave_of(model: &Model, lock: &Lock, role: &Role) -> Result<(u32, String), Box
                 .binary_search_by_key(id, |e| e.id)
                 .ok()
                 .map(|i| &lock.entries[i]);
-            let domain = match (&model.cluster.topology.isolation_level, entry) {
-                (Some(level), Some(entry)) => model
-                    .inventory
-                    .node(&entry.node)
-                    .and_then(|n| n.labels.get(level))
-                    .map(|value| (format!("{level}={value}"), value.clone())),
-                _ => None,
-            };
+            // The folder names the domain by the values of its path
+            // (`zone=a/rack=r1` -> `a-r1`).
+            let domain = entry
+                .and_then(|entry| model.inventory.node(&entry.node))
+                .and_then(|n| model.cluster.topology.domain(&n.labels))
+                .map(|key| {
+                    let values: Vec<&str> = key
+                        .split('/')
+                        .filter_map(|part| part.split_once('=').map(|(_, v)| v))
+                        .collect();
+                    let name = values.join("-");
+                    (key, name)
+                });
             let (index, name) = match domain {
                 Some((key, value)) => match lock.tikv_waves.get(&key) {
                     Some(i) => (*i, format!("-{}", folder_part(&value))),

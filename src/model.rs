@@ -182,6 +182,31 @@ pub struct Topology {
     pub max_replicas: u64,
 }
 
+impl Topology {
+    /// The failure domain at the isolation level of a node with `labels`,
+    /// named by its path from the coarsest label (`zone=a/rack=r1`): rack
+    /// `r1` of zone `a` and rack `r1` of zone `b` are different racks, as
+    /// PD sees them. `None` without an isolation level or when a label is
+    /// missing.
+    pub fn domain(&self, labels: &BTreeMap<String, String>) -> Option<String> {
+        let level = self.isolation_level.as_ref()?;
+        let mut path = String::new();
+        for key in &self.location_labels {
+            let value = labels.get(key)?;
+            if !path.is_empty() {
+                path.push('/');
+            }
+            path.push_str(key);
+            path.push('=');
+            path.push_str(value);
+            if key == level {
+                return Some(path);
+            }
+        }
+        None
+    }
+}
+
 /// A component that owns local directories: PD or TiKV.
 #[derive(Clone, Debug)]
 pub struct Stateful {

@@ -105,15 +105,15 @@ pub fn tikv_waves(
     lock: &Lock,
     previous: &BTreeMap<String, u32>,
 ) -> BTreeMap<String, u32> {
-    let Some(level) = &model.cluster.topology.isolation_level else {
+    let topology = &model.cluster.topology;
+    if topology.isolation_level.is_none() {
         return BTreeMap::new();
-    };
+    }
     let domains: BTreeSet<String> = lock
         .entries
         .iter()
         .filter(|e| e.id.component == Component::Tikv && e.state != State::Failed)
-        .filter_map(|e| model.inventory.node(&e.node)?.labels.get(level))
-        .map(|value| format!("{level}={value}"))
+        .filter_map(|e| topology.domain(&model.inventory.node(&e.node)?.labels))
         .collect();
     let mut waves: BTreeMap<String, u32> = previous
         .iter()
@@ -401,12 +401,13 @@ impl<'m> Solver<'m> {
             return; // already warned: the Regions cannot be fully replicated at all
         }
         let nodes = &self.model.inventory.nodes;
-        let mut used: BTreeSet<&str> = BTreeSet::new();
+        // Domains by their full path: racks of one name in two zones differ.
+        let mut used: BTreeSet<String> = BTreeSet::new();
         for (entry, slot) in self.entries.iter().zip(&self.slots) {
             if entry.id.component == Component::Tikv
                 && entry.state == State::Up
                 && let Some(slot) = slot
-                && let Some(v) = nodes[slot.node].labels.get(level)
+                && let Some(v) = topology.domain(&nodes[slot.node].labels)
             {
                 used.insert(v);
             }
@@ -414,10 +415,10 @@ impl<'m> Solver<'m> {
         if (used.len() as u64) >= topology.max_replicas {
             return;
         }
-        let all: BTreeSet<&str> = nodes
+        let all: BTreeSet<String> = nodes
             .iter()
             .filter(|n| n.state != NodeState::Down)
-            .filter_map(|n| n.labels.get(level).map(String::as_str))
+            .filter_map(|n| topology.domain(&n.labels))
             .collect();
         let mut d = Diagnostic::error(format!(
             "isolation_level `{level}` needs TiKV in at least {} {level}s, but only {} can hold TiKV",
@@ -429,11 +430,11 @@ impl<'m> Solver<'m> {
         d = d.note(format!(
             "TiKV is in {}: {}",
             plural(used.len(), level),
-            used.iter().copied().collect::<Vec<_>>().join(", ")
+            used.iter().cloned().collect::<Vec<_>>().join(", ")
         ));
         for domain in all.difference(&used) {
             let reasons = Reasons::count(self, tikv, |n| {
-                n.labels.get(level).map(String::as_str) == Some(*domain)
+                topology.domain(&n.labels).as_ref() == Some(domain)
             });
             d = d.note(format!(
                 "{level} {domain} offers no directory for TiKV: {}",
