@@ -107,6 +107,20 @@ pub struct Plan {
     pub waves: Vec<Wave>,
     /// Counts per component of unchanged instances.
     pub unchanged: BTreeMap<String, usize>,
+    /// Why the change is unsafe; empty when it is safe. An unsafe plan goes
+    /// through only when `cluster.toml` acknowledges its hash.
+    pub unsafe_reasons: Vec<String>,
+    /// Whether `[[acknowledge]]` in cluster.toml names this plan's hash.
+    pub acknowledged: bool,
+    /// Things a reviewer should know that do not stop the change.
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// Unsafe and not acknowledged: `plan` exits 1 and `compile` refuses.
+    pub fn refused(&self) -> bool {
+        !self.unsafe_reasons.is_empty() && !self.acknowledged
+    }
 }
 
 /// What one instance looks like in an output: its workload (if any) and
@@ -190,7 +204,7 @@ fn config_maps(files: &Files) -> BTreeMap<String, BTreeMap<String, String>> {
 }
 
 /// Computes the plan from `base` (none: the cluster is created) to `new`.
-pub fn plan(base: Option<&Files>, new: &Files) -> Result<Plan, String> {
+pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Result<Plan, String> {
     let empty = Files::new();
     let base_files = base.unwrap_or(&empty);
     let (old, now) = (instances(base_files)?, instances(new)?);
@@ -261,15 +275,275 @@ pub fn plan(base: Option<&Files>, new: &Files) -> Result<Plan, String> {
             }
         })
         .collect();
-    let hash = change_hash(&waves);
+    let unsafe_reasons = safety(&old, &now, &waves, new);
+    let warnings = warnings(&waves, new);
+    let hash = change_hash(&waves, &unsafe_reasons);
     let summary = summary(&waves, &unchanged);
+    let acknowledged = acknowledged.iter().any(|a| *a == hash);
     Ok(Plan {
         hash,
         has_base: base.is_some(),
         summary,
         waves,
         unchanged,
+        unsafe_reasons,
+        acknowledged,
+        warnings,
     })
+}
+
+/// The value of `key` in the `[replication]` table of an output's pd.toml.
+fn pd_replication(files: &Files, key: &str) -> Option<toml::Value> {
+    let text = files.iter().find_map(|(path, text)| {
+        (path.contains("/configmap-") && text.contains("pd.toml")).then_some(text)
+    })?;
+    let doc = yaml::parse(text).ok()?.into_iter().next()?;
+    let table: toml::Table = doc["data"]["pd.toml"].as_str()?.parse().ok()?;
+    table.get("replication")?.get(key).cloned()
+}
+
+/// A TiKV workload's store labels (from its `--labels` argument).
+fn store_labels(workload: &Value) -> BTreeMap<String, String> {
+    workload["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str()?.strip_prefix("--labels="))
+        .flat_map(|l| l.split(','))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `v8.5.1` from `pingcap/tikv:v8.5.1`, as comparable numbers.
+fn version(image: &str) -> Option<(u64, u64, u64)> {
+    let tag = image.rsplit_once(':')?.1.strip_prefix('v')?;
+    let numbers = tag.split(['-', '+']).next()?;
+    let mut parts = numbers.split('.').map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+/// The rules of DESIGN §5 that a change must keep, checked on the outputs.
+fn safety(
+    old: &BTreeMap<String, Instance>,
+    now: &BTreeMap<String, Instance>,
+    waves: &[Wave],
+    new: &Files,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    // Per-instance findings, grouped so one rule is one line.
+    let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut group =
+        |reason: String, id: &str| grouped.entry(reason).or_default().push(id.to_string());
+    // Downgrades.
+    for w in waves {
+        for c in &w.changes {
+            if let Change::Upgraded { from, to } = &c.change
+                && let (Some(a), Some(b)) = (version(from), version(to))
+                && b < a
+            {
+                let tag = |image: &str| {
+                    image
+                        .rsplit_once(':')
+                        .map_or(image.to_string(), |(_, t)| t.to_string())
+                };
+                group(
+                    format!(
+                        "a downgrade from {} to {}, which TiDB does not support",
+                        tag(from),
+                        tag(to)
+                    ),
+                    &c.instance,
+                );
+            }
+        }
+    }
+    // More than one PD member down at once.
+    let pd_down: Vec<&str> = waves
+        .iter()
+        .flat_map(|w| &w.changes)
+        .filter(|c| c.component == "pd" && matches!(c.change, Change::Removed))
+        .map(|c| c.instance.as_str())
+        .collect();
+    if pd_down.len() > 1 {
+        reasons.push(format!(
+            "{} PD members would be removed at once ({}); remove one per change so the quorum holds",
+            pd_down.len(),
+            pd_down.join(", ")
+        ));
+    }
+    for w in waves {
+        let restarting: Vec<&InstanceChange> = w
+            .changes
+            .iter()
+            .filter(|c| c.change.restarts() || matches!(c.change, Change::Removed))
+            .collect();
+        let pd = restarting.iter().filter(|c| c.component == "pd").count();
+        if pd > 1 {
+            reasons.push(format!(
+                "wave {} would take {pd} PD members down at once",
+                w.folder
+            ));
+        }
+    }
+    // TiKV waves: one isolation domain each, and enough domains left.
+    let level = pd_replication(new, "isolation-level").and_then(|v| v.as_str().map(str::to_string));
+    let max_replicas = pd_replication(new, "max-replicas")
+        .and_then(|v| v.as_integer())
+        .unwrap_or(3);
+    for w in waves {
+        let tikv: Vec<&InstanceChange> = w
+            .changes
+            .iter()
+            .filter(|c| c.component == "tikv" && c.change.restarts())
+            .collect();
+        let domains: BTreeSet<String> = tikv
+            .iter()
+            .filter_map(|c| now.get(&c.instance)?.workload.as_ref())
+            .map(|wl| match &level {
+                Some(level) => store_labels(wl).get(level).cloned().unwrap_or_default(),
+                None => store_labels(wl).get("host").cloned().unwrap_or_default(),
+            })
+            .collect();
+        let limit_exceeded = match &level {
+            Some(_) => domains.len() > 1,
+            None => tikv.len() > 1,
+        };
+        if limit_exceeded {
+            reasons.push(format!(
+                "wave {} would restart TiKV of {} failure domains at once ({})",
+                w.folder,
+                domains.len().max(tikv.len()),
+                domains.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    if let Some(level) = &level {
+        let domains: BTreeSet<String> = now
+            .values()
+            .filter(|i| i.component == "tikv")
+            .filter_map(|i| store_labels(i.workload.as_ref()?).get(level).cloned())
+            .collect();
+        if (domains.len() as i64) < max_replicas {
+            reasons.push(format!(
+                "TiKV would run in {} {level} domain(s), fewer than max-replicas {max_replicas}",
+                domains.len()
+            ));
+        }
+    }
+    // Fields the API server refuses to change, and volumes that would move.
+    for (id, before) in old {
+        let Some(after) = now.get(id) else { continue };
+        if let (Some(b), Some(a)) = (&before.workload, &after.workload) {
+            for field in [
+                "selector",
+                "serviceName",
+                "podManagementPolicy",
+                "volumeClaimTemplates",
+            ] {
+                if b["spec"][field] != a["spec"][field] {
+                    group(
+                        format!(
+                            "a change of StatefulSet spec.{field}, which the API server refuses (the StatefulSet would have to be deleted and created again)"
+                        ),
+                        id,
+                    );
+                }
+            }
+        }
+        for b in &before.others {
+            let Some(a) = after
+                .others
+                .iter()
+                .find(|a| a["kind"] == b["kind"] && a["metadata"]["name"] == b["metadata"]["name"])
+            else {
+                continue;
+            };
+            match b["kind"].as_str() {
+                Some("PersistentVolume") => {
+                    if b["spec"]["local"] != a["spec"]["local"]
+                        || b["spec"]["nodeAffinity"] != a["spec"]["nodeAffinity"]
+                    {
+                        group(
+                            "a PersistentVolume moved to another node or directory; an instance's data cannot move (place a new instance instead)".to_string(),
+                            id,
+                        );
+                    }
+                }
+                Some("PersistentVolumeClaim") => {
+                    for field in [
+                        "storageClassName",
+                        "volumeName",
+                        "accessModes",
+                        "volumeMode",
+                    ] {
+                        if b["spec"][field] != a["spec"][field] {
+                            group(
+                                format!(
+                                    "a change of claim spec.{field}, which the API server refuses"
+                                ),
+                                id,
+                            );
+                        }
+                    }
+                    if b["spec"]["resources"] != a["spec"]["resources"] {
+                        group(
+                            format!(
+                                "a claim's storage request changed from {} to {}; the API server refuses to resize a bound local claim (keep `storage` as it was, or replace the instances)",
+                                b["spec"]["resources"]["requests"]["storage"],
+                                a["spec"]["resources"]["requests"]["storage"]
+                            ),
+                            id,
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for (reason, mut ids) in grouped {
+        ids.sort_by_key(|id| natural(id));
+        ids.dedup();
+        const SHOWN: usize = 6;
+        let mut list = ids
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if ids.len() > SHOWN {
+            list.push_str(&format!(" and {} more", ids.len() - SHOWN));
+        }
+        reasons.push(format!("{reason}: {list}"));
+    }
+    reasons
+}
+
+/// Warnings for the reviewer. One-domain-at-a-time TiKV waves keep a
+/// quorum only while every other store is up: with 3 replicas a store
+/// already down elsewhere plus the restarting domain leaves one replica of
+/// the Regions they share (the rollout simulator checks this).
+fn warnings(waves: &[Wave], new: &Files) -> Vec<String> {
+    let max_replicas = pd_replication(new, "max-replicas")
+        .and_then(|v| v.as_integer())
+        .unwrap_or(3);
+    let tikv_waves: Vec<&str> = waves
+        .iter()
+        .filter(|w| {
+            w.changes
+                .iter()
+                .any(|c| c.component == "tikv" && c.change.restarts())
+        })
+        .map(|w| w.folder.as_str())
+        .collect();
+    let survivors = max_replicas - 2;
+    if tikv_waves.is_empty() || survivors > max_replicas / 2 {
+        return Vec::new();
+    }
+    vec![format!(
+        "with max-replicas {max_replicas}, each TiKV wave keeps every Region's quorum only while all other stores are Up: a store already down elsewhere loses the quorum of the Regions it shares with the wave's domain; check `pd-ctl store` before merging (waves {})",
+        tikv_waves.join(", ")
+    )]
 }
 
 /// `tikv-10` after `tikv-9`.
@@ -463,13 +737,14 @@ fn diff_paths(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn change_hash(waves: &[Wave]) -> String {
-    let canonical = serde_json::to_string(
-        &waves
+fn change_hash(waves: &[Wave], unsafe_reasons: &[String]) -> String {
+    let canonical = serde_json::to_string(&(
+        waves
             .iter()
             .map(|w| (&w.folder, &w.changes))
             .collect::<Vec<_>>(),
-    )
+        unsafe_reasons,
+    ))
     .expect("serializes");
     let digest = Sha256::digest(canonical.as_bytes());
     digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
@@ -550,6 +825,15 @@ fn summary(waves: &[Wave], unchanged: &BTreeMap<String, usize>) -> String {
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "plan {}: {}", plan.hash, plan.summary);
+    for reason in &plan.unsafe_reasons {
+        let _ = writeln!(out, "unsafe: {reason}");
+    }
+    if !plan.unsafe_reasons.is_empty() {
+        let _ = writeln!(out, "{}", acknowledgement(plan));
+    }
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
     for (i, w) in plan.waves.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -572,12 +856,39 @@ pub fn text(plan: &Plan) -> String {
     out
 }
 
+/// How an unsafe plan is let through, or that it was.
+fn acknowledgement(plan: &Plan) -> String {
+    if plan.acknowledged {
+        format!(
+            "acknowledged in cluster.toml ([[acknowledge]] change = \"{}\")",
+            plan.hash
+        )
+    } else {
+        format!(
+            "refused: to go ahead after review, add to cluster.toml:\n[[acknowledge]]\nchange = \"{}\"\nreason = \"...\"",
+            plan.hash
+        )
+    }
+}
+
 /// The plan for a pull request: summary, a Mermaid diagram of the waves, a
 /// table per wave.
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### Rollout plan `{}`\n", plan.hash);
     let _ = writeln!(out, "**{}**\n", plan.summary);
+    for reason in &plan.unsafe_reasons {
+        let _ = writeln!(out, "- :x: unsafe: {reason}");
+    }
+    if !plan.unsafe_reasons.is_empty() {
+        let _ = writeln!(out, "\n{}\n", acknowledgement(plan));
+    }
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "- :warning: {warning}");
+    }
+    if !plan.warnings.is_empty() {
+        out.push('\n');
+    }
     if plan.waves.is_empty() {
         return out;
     }

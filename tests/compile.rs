@@ -411,3 +411,39 @@ fn plan_against_a_git_revision_reads_committed_output_or_inputs_and_touches_noth
     );
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 }
+
+#[test]
+fn compile_refuses_an_unsafe_change_until_it_is_acknowledged() {
+    let dir = example();
+    assert_eq!(run(dir.path(), &["compile"]).status.code(), Some(0));
+    let before = tree(dir.path());
+    let cluster = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+    // A claim's request cannot change in place.
+    let changed = cluster.replace("storage = \"500Gi\"", "storage = \"400Gi\"");
+    std::fs::write(dir.path().join("cluster.toml"), &changed).unwrap();
+    let compile = run(dir.path(), &["compile"]);
+    assert_eq!(compile.status.code(), Some(2), "{}", stderr(&compile));
+    let text = stderr(&compile);
+    assert!(text.contains("unsafe and not acknowledged"), "{text}");
+    let hash = text
+        .lines()
+        .find_map(|l| l.strip_prefix("change = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("the refusal names the change hash")
+        .to_string();
+    // Nothing but the edited input changed.
+    std::fs::write(dir.path().join("cluster.toml"), &cluster).unwrap();
+    assert_eq!(tree(dir.path()), before);
+    // `plan` says the same, with exit 1.
+    std::fs::write(dir.path().join("cluster.toml"), &changed).unwrap();
+    let plan = run(dir.path(), &["plan", ".", "--base", "deploy"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", stderr(&plan));
+    // Acknowledged by its hash, it goes through.
+    let acknowledged =
+        format!("{changed}\n[[acknowledge]]\nchange = \"{hash}\"\nreason = \"reviewed\"\n");
+    std::fs::write(dir.path().join("cluster.toml"), acknowledged).unwrap();
+    let plan = run(dir.path(), &["plan", ".", "--base", "deploy"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    let compile = run(dir.path(), &["compile"]);
+    assert_eq!(compile.status.code(), Some(0), "{}", stderr(&compile));
+}

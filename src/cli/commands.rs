@@ -111,6 +111,43 @@ pub fn compile(dir: &Path, out: &Path, locked: bool, strict_config: bool, timing
     }
     eprint_diagnostics(&compiled.warnings, &folder.sources);
 
+    // The change from what is there now must be safe, or acknowledged.
+    if let Err(e) = output::recover(out) {
+        eprintln!("error: {e}");
+        return EXIT_INVALID;
+    }
+    if out.join(crate::layout::MARKER).is_file() {
+        let existing = match output::read(out) {
+            Ok(files) => files,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", out.display());
+                return EXIT_INVALID;
+            }
+        };
+        match crate::plan::plan(
+            Some(&existing),
+            &compiled.files,
+            &acknowledged_changes(&folder),
+        ) {
+            Ok(plan) if plan.refused() => {
+                eprint!("{}", crate::plan::text(&plan));
+                eprintln!(
+                    "error: the change from {} is unsafe and not acknowledged; nothing was written",
+                    out.display()
+                );
+                return EXIT_INVALID;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!(
+                    "error: cannot read the current output {}: {e}",
+                    out.display()
+                );
+                return EXIT_INVALID;
+            }
+        }
+    }
+
     let start = std::time::Instant::now();
     // The output first: if it cannot be written, the lock stays as it was
     // and the next run starts from the same state.
@@ -281,7 +318,8 @@ pub fn plan(dir: &Path, out: &Path, base: Option<&str>, format: super::PlanForma
             }
         },
     };
-    let plan = match crate::plan::plan(base_files.as_ref(), &compiled.files) {
+    let acknowledged = acknowledged_changes(&folder);
+    let plan = match crate::plan::plan(base_files.as_ref(), &compiled.files, &acknowledged) {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error: cannot read the base output: {e}");
@@ -297,7 +335,20 @@ pub fn plan(dir: &Path, out: &Path, base: Option<&str>, format: super::PlanForma
     };
     use std::io::Write as _;
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    EXIT_OK
+    if plan.refused() { EXIT_STALE } else { EXIT_OK }
+}
+
+/// The change hashes `[[acknowledge]]` names in cluster.toml.
+fn acknowledged_changes(folder: &super::Folder) -> Vec<String> {
+    crate::input::read_cluster(folder.text(FileKind::Cluster))
+        .0
+        .map(|c| {
+            c.acknowledge
+                .iter()
+                .map(|a| a.change.value.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The base of a plan, as output files: an output folder; a cluster folder
