@@ -279,7 +279,7 @@ pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Resul
     let warnings = warnings(&waves, new);
     let hash = change_hash(&waves, &unsafe_reasons);
     let summary = summary(&waves, &unchanged);
-    let acknowledged = acknowledged.iter().any(|a| *a == hash);
+    let acknowledged = acknowledged.contains(&hash);
     Ok(Plan {
         hash,
         has_base: base.is_some(),
@@ -460,15 +460,14 @@ fn safety(
                 continue;
             };
             match b["kind"].as_str() {
-                Some("PersistentVolume") => {
+                Some("PersistentVolume")
                     if b["spec"]["local"] != a["spec"]["local"]
-                        || b["spec"]["nodeAffinity"] != a["spec"]["nodeAffinity"]
-                    {
-                        group(
-                            "a PersistentVolume moved to another node or directory; an instance's data cannot move (place a new instance instead)".to_string(),
-                            id,
-                        );
-                    }
+                        || b["spec"]["nodeAffinity"] != a["spec"]["nodeAffinity"] =>
+                {
+                    group(
+                        "a PersistentVolume moved to another node or directory; an instance's data cannot move (place a new instance instead)".to_string(),
+                        id,
+                    );
                 }
                 Some("PersistentVolumeClaim") => {
                     for field in [
