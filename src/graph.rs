@@ -13,8 +13,10 @@
 //! | PV and claim of a running instance | 1 | its workload's folder |
 //! | PV and claim of a failed instance `c-N` | 1 | `00001-retained-c-{N / 250}` |
 //! | PD instance `pd-N` | 100 + N | `{100+N}-pd-N` |
-//! | TiKV instances of failure domain D | 10000 + lock's number of D | `{..}-tikv-{D}-{N / 250}` |
-//! | TiKV `tikv-N` without an isolation level | 10000 + N | `{10000+N}-tikv-N` |
+//! | TiKV instances of failure domain D | 10000 + 2 × lock's number of D | `{..}-tikv-{D}-{N / 250}` |
+//! | the gate Job after D's wave | the same + 1 | `{..}-tikv-gate-{D}` |
+//! | TiKV `tikv-N` without an isolation level (and its gate) | 10000 + 2N (+ 1) | `{..}-tikv-N` |
+//! | PD settings Job (PD's stored tables, through pd-ctl) | 9999 | `09999-pd-settings` |
 //! | TiDB | 20000 | `20000-tidb` |
 //!
 //! PD members come one wave each (the first bootstraps, the others join in
@@ -42,6 +44,8 @@ pub const CHUNK: u32 = 250;
 pub const WAVE_BASE: u32 = 0;
 pub const WAVE_SHARED: u32 = 1;
 pub const WAVE_PD: u32 = 100;
+/// After every PD member, before any TiKV.
+pub const WAVE_PD_SETTINGS: u32 = 9_999;
 pub const WAVE_TIKV: u32 = 10_000;
 pub const WAVE_TIDB: u32 = 20_000;
 
@@ -154,66 +158,87 @@ fn wave_of(model: &Model, lock: &Lock, role: &Role) -> Result<(u32, String), Box
         ),
         Role::Workload(id) if id.component == Component::Pd => {
             let number = WAVE_PD + id.ordinal;
-            if number >= WAVE_TIKV {
+            if number >= WAVE_PD_SETTINGS {
                 return Err(Box::new(Diagnostic::error(format!(
                     "PD instance `{id}` needs wave {number}, past the PD range (ordinals up to {})",
-                    WAVE_TIKV - WAVE_PD - 1
+                    WAVE_PD_SETTINGS - WAVE_PD - 1
                 ))
                 .hint("this many PD replacements is not supported; report it as a bug")));
             }
             (number, format!("{number:05}-pd-{}", id.ordinal))
         }
-        Role::Workload(id) => {
-            let entry = lock
-                .entries
-                .binary_search_by_key(id, |e| e.id)
-                .ok()
-                .map(|i| &lock.entries[i]);
-            // The folder names the domain by the values of its path
-            // (`zone=a/rack=r1` -> `a-r1`).
-            let domain = entry
-                .and_then(|entry| model.inventory.node(&entry.node))
-                .and_then(|n| model.cluster.topology.domain(&n.labels))
-                .map(|key| {
-                    let values: Vec<&str> = key
-                        .split('/')
-                        .filter_map(|part| part.split_once('=').map(|(_, v)| v))
-                        .collect();
-                    let name = values.join("-");
-                    (key, name)
-                });
-            let (index, name) = match domain {
-                Some((key, value)) => match lock.tikv_waves.get(&key) {
-                    Some(i) => (*i, format!("-{}", folder_part(&value))),
-                    None => {
-                        return Err(Box::new(Diagnostic::error(format!(
-                            "failure domain `{key}` of `{id}` has no TiKV wave in placement.lock"
-                        ))
-                        .hint("run `tidb-gitops place` to bring placement.lock up to date")));
-                    }
-                },
-                // Without an isolation level nothing keeps two replicas of a
-                // Region apart but the store itself: one store per wave.
-                None => (id.ordinal, String::new()),
-            };
-            let number = WAVE_TIKV + index;
-            if number >= WAVE_TIDB {
-                return Err(Box::new(
-                    Diagnostic::error(format!(
-                        "TiKV wave {index} is past the TiKV range ({} failure domains)",
-                        WAVE_TIDB - WAVE_TIKV
-                    ))
-                    .hint("use a coarser isolation_level in [topology]"),
-                ));
-            }
-            if name.is_empty() {
-                (number, format!("{number:05}-tikv-{}", id.ordinal))
-            } else {
-                (number, format!("{number:05}-tikv{name}-{}", chunk(*id)))
-            }
+        Role::Workload(id) => match tikv_wave(model, lock, *id)? {
+            (number, Some(name)) => (number, format!("{number:05}-tikv-{name}-{}", chunk(*id))),
+            (number, None) => (number, format!("{number:05}-tikv-{}", id.ordinal)),
+        },
+        // The gate of a wave comes right after it, in a folder of its own.
+        Role::TikvGate(ids) => {
+            let first = ids.first().ok_or_else(|| {
+                Box::new(Diagnostic::error("a TiKV gate without instances").hint(BUG))
+            })?;
+            let (number, name) = tikv_wave(model, lock, *first)?;
+            let number = number + 1;
+            let name = name.unwrap_or_else(|| first.ordinal.to_string());
+            (number, format!("{number:05}-tikv-gate-{name}"))
         }
         Role::Tidb => (WAVE_TIDB, format!("{WAVE_TIDB:05}-tidb")),
+        Role::PdSettings => (
+            WAVE_PD_SETTINGS,
+            format!("{WAVE_PD_SETTINGS:05}-pd-settings"),
+        ),
     })
+}
+
+const BUG: &str = "this is a bug in tidb-gitops; please report it with your cluster.toml";
+
+/// The wave number of a TiKV instance and the name of its failure domain
+/// (the values of its path, `zone=a/rack=r1` -> `a-r1`); `None` without an
+/// isolation level, when every store is a wave of its own. Waves are two
+/// numbers apart: the odd one after each is its gate.
+fn tikv_wave(
+    model: &Model,
+    lock: &Lock,
+    id: InstanceId,
+) -> Result<(u32, Option<String>), Box<Diagnostic>> {
+    let entry = lock
+        .entries
+        .binary_search_by_key(&id, |e| e.id)
+        .ok()
+        .map(|i| &lock.entries[i]);
+    let domain = entry
+        .and_then(|entry| model.inventory.node(&entry.node))
+        .and_then(|n| model.cluster.topology.domain(&n.labels));
+    let (index, name) = match domain {
+        Some(key) => {
+            let Some(index) = lock.tikv_waves.get(&key) else {
+                return Err(Box::new(
+                    Diagnostic::error(format!(
+                        "failure domain `{key}` of `{id}` has no TiKV wave in placement.lock"
+                    ))
+                    .hint("run `tidb-gitops place` to bring placement.lock up to date"),
+                ));
+            };
+            let values: Vec<String> = key
+                .split('/')
+                .filter_map(|part| part.split_once('=').map(|(_, v)| folder_part(v)))
+                .collect();
+            (*index, Some(values.join("-")))
+        }
+        // Without an isolation level nothing keeps two replicas of a
+        // Region apart but the store itself: one store per wave.
+        None => (id.ordinal, None),
+    };
+    let number = u64::from(WAVE_TIKV) + 2 * u64::from(index);
+    if number + 1 >= u64::from(WAVE_TIDB) {
+        return Err(Box::new(
+            Diagnostic::error(format!(
+                "TiKV wave {index} of `{id}` is past the TiKV range (at most {} waves)",
+                (WAVE_TIDB - WAVE_TIKV) / 2
+            ))
+            .hint("use a coarser isolation_level in [topology], or replace fewer TiKV"),
+        ));
+    }
+    Ok((number as u32, name))
 }
 
 /// A label value as a folder and object-name part: Kubernetes names are
@@ -316,9 +341,29 @@ fn check_dependencies(
                     edge(w, i, Need::Before);
                 }
             }
+            (Role::TikvGate(ids), _) => {
+                for id in ids {
+                    if let Some(&w) = workloads.get(id) {
+                        edge(w, i, Need::Before);
+                    }
+                }
+            }
+            (Role::PdSettings, _) => {
+                for &c in &config_maps {
+                    edge(c, i, Need::Same);
+                }
+                for &(_, w) in &pd_workloads {
+                    edge(w, i, Need::Before);
+                }
+            }
             (Role::Tidb, _) => {
                 for &c in config_maps.iter().chain(&services) {
                     edge(c, i, Need::Same);
+                }
+                for (g, gate) in objects.iter().enumerate() {
+                    if matches!(gate.role, Role::TikvGate(_)) {
+                        edge(g, i, Need::Before);
+                    }
                 }
                 for (_, &w) in workloads.iter() {
                     edge(w, i, Need::Before);

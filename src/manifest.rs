@@ -23,6 +23,16 @@ use crate::model::{Component, Model, Node, Resources, ServiceType, Stateful, Tol
 pub const INIT_DIR_SH: &str = include_str!("pod/init-dir.sh");
 pub const PD_START_SH: &str = include_str!("pod/pd-start.sh");
 pub const TIDB_START_SH: &str = include_str!("pod/tidb-start.sh");
+pub const PD_SETTINGS_SH: &str = include_str!("pod/pd-settings.sh");
+pub const TIKV_GATE_SH: &str = include_str!("pod/tikv-gate.sh");
+pub const TIKV_START_SH: &str = include_str!("pod/tikv-start.sh");
+pub const TIKV_PRESTOP_SH: &str = include_str!("pod/tikv-prestop.sh");
+pub const PD_PRESTOP_SH: &str = include_str!("pod/pd-prestop.sh");
+
+/// The pd.toml tables PD copies into its own storage at the first start and
+/// then reads from there, ignoring the file (FACTS §3, verified for these
+/// two; other persisted sections are not assumed).
+pub const PD_STORED_TABLES: [&str; 2] = ["replication", "schedule"];
 
 /// Where the scripts ConfigMap is mounted in every pod.
 const SCRIPTS_DIR: &str = "/etc/tidb-gitops";
@@ -70,6 +80,10 @@ pub enum Role {
     Workload(crate::model::InstanceId),
     /// TiDB's StatefulSet.
     Tidb,
+    /// The Job that applies PD's stored settings through pd-ctl.
+    PdSettings,
+    /// The Job that closes a TiKV wave, with the instances of the wave.
+    TikvGate(Vec<crate::model::InstanceId>),
 }
 
 #[derive(Clone, Debug)]
@@ -224,6 +238,28 @@ pub fn objects(
     });
     out.extend(chunks.into_iter().flatten());
     out.push(b.tidb());
+    out.push(b.pd_settings());
+    // One gate per TiKV wave: per failure domain at the isolation level, or
+    // per store without one (the waves `graph` gives them).
+    let topology = &model.cluster.topology;
+    let mut waves: BTreeMap<String, Vec<&Object>> = BTreeMap::new();
+    for object in &out {
+        if let Role::Workload(id) = object.role
+            && id.component == Component::Tikv
+            && let Ok(i) = lock.entries.binary_search_by_key(&id, |e| e.id)
+            && let Some(node) = model.inventory.node(&lock.entries[i].node)
+        {
+            let key = topology
+                .domain(&node.labels)
+                .unwrap_or_else(|| id.to_string());
+            waves.entry(key).or_default().push(object);
+        }
+    }
+    let gates: Vec<Object> = waves
+        .iter()
+        .map(|(domain, workloads)| b.tikv_gate(domain, workloads))
+        .collect();
+    out.extend(gates);
 
     let mut by_kind: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for object in &out {
@@ -234,7 +270,7 @@ pub fn objects(
             "StatefulSet" => MAX_STATEFULSET,
             // Their names are DNS labels: Services and Namespaces appear in
             // DNS names, and ConfigMaps are kept to the same limit.
-            "Namespace" | "Service" => MAX_LABEL,
+            "Namespace" | "Service" | "Job" => MAX_LABEL,
             _ => MAX_SUBDOMAIN,
         };
         check_names(kind, max, names, &mut diagnostics);
@@ -287,12 +323,19 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|(c, text)| {
                 let file = format!("{c}.toml");
+                // PD's name leaves out the tables PD keeps in its own
+                // storage: a change to them must not restart PD (it would
+                // ignore them anyway); the settings Job applies it.
+                let hashed = match c {
+                    Component::Pd => pd_stored(text).0,
+                    _ => text.to_string(),
+                };
                 (
                     *c,
                     format!(
                         "{}-{c}-{}",
                         names.cluster,
-                        content_hash([(file.as_str(), *text)])
+                        content_hash([(file.as_str(), hashed.as_str())])
                     ),
                 )
             })
@@ -391,10 +434,13 @@ impl<'a> Builder<'a> {
                     "apiVersion": "v1",
                     "kind": "ConfigMap",
                     "metadata": self.metadata(name, true, self.labels(Some(*component)), false),
-                    // The name carries the content hash, so the content never
-                    // changes under a name: a config change is a new
-                    // ConfigMap and rolls exactly the pods that mount it.
-                    "immutable": true,
+                    // The name carries the content hash, so a config change
+                    // is a new ConfigMap and rolls exactly the pods that
+                    // mount it. PD's hash leaves out its stored tables, whose
+                    // changes update this ConfigMap in place instead (for
+                    // members that bootstrap later) and reach the running
+                    // cluster through the settings Job.
+                    "immutable": *component != Component::Pd,
                     "data": { format!("{component}.toml"): text },
                 }),
             });
@@ -835,6 +881,9 @@ impl<'a> Builder<'a> {
             "imagePullPolicy": "IfNotPresent",
             "command": ["/bin/bash", format!("{SCRIPTS_DIR}/pd-start.sh")],
             "env": env(&vars),
+            // The PD leader hands leadership to a healthy member before it
+            // stops (bounded at 30 s); always exits 0.
+            "lifecycle": { "preStop": { "exec": { "command": ["/bin/bash", format!("{SCRIPTS_DIR}/pd-prestop.sh")] } } },
             "ports": [
                 port("client", PD_CLIENT_PORT),
                 port("peer", PD_PEER_PORT),
@@ -881,7 +930,7 @@ impl<'a> Builder<'a> {
             "name": "tikv",
             "image": self.image("tikv"),
             "imagePullPolicy": "IfNotPresent",
-            "command": ["/tikv-server"],
+            "command": ["/bin/bash", format!("{SCRIPTS_DIR}/tikv-start.sh")],
             "args": [
                 format!("--pd={}", self.names.pd_url()),
                 format!("--addr=0.0.0.0:{TIKV_PORT}"),
@@ -893,6 +942,16 @@ impl<'a> Builder<'a> {
                 format!("--config={config}"),
                 format!("--labels={}", labels.join(",")),
             ],
+            "env": env(&[
+                ("PD_URL", self.names.pd_url()),
+                ("ADVERTISE_ADDR", format!("{host}:{TIKV_PORT}")),
+                ("DATA_DIR", data_dir.to_string()),
+            ]),
+            // Before the store stops, its Region leaders move to other
+            // stores (bounded at 300 s); the start script takes the
+            // eviction back once the store is Up again. The hook always
+            // exits 0, so it never changes how the pod stops.
+            "lifecycle": { "preStop": { "exec": { "command": ["/bin/bash", format!("{SCRIPTS_DIR}/tikv-prestop.sh")] } } },
             "ports": [
                 port("server", TIKV_PORT),
                 port("status", TIKV_STATUS_PORT),
@@ -907,9 +966,175 @@ impl<'a> Builder<'a> {
             "volumeMounts": [
                 mount("config", "/etc/tikv", true),
                 mount("data", data_dir, false),
+                mount("scripts", SCRIPTS_DIR, true),
                 mount("tmp", "/tmp", false),
             ],
         })
+    }
+
+    /// The Job that applies PD's stored settings ([replication],
+    /// [schedule]) through pd-ctl. Its name carries the hash of the
+    /// settings, so it runs once per change; there is no
+    /// `ttlSecondsAfterFinished`, because a GitOps tool would create a
+    /// deleted Job again and run it twice.
+    fn pd_settings(&self) -> Object {
+        let (_, settings) = pd_stored(self.config_texts[&Component::Pd]);
+        let args: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let joined = args.join("\n");
+        let name = format!(
+            "{}-pd-settings-{}",
+            self.names.cluster,
+            content_hash([("settings", joined.as_str())])
+        );
+        let mut command = vec![
+            "/bin/bash".to_string(),
+            format!("{SCRIPTS_DIR}/pd-settings.sh"),
+        ];
+        command.extend(args);
+        Object {
+            role: Role::PdSettings,
+            kind: "Job",
+            value: self.job(
+                &name,
+                "pd-settings",
+                Component::Pd,
+                command,
+                &[("PD_URL", self.names.pd_url())],
+                1_800,
+            ),
+            name,
+        }
+    }
+
+    /// A Job of one pod that runs a script in a component's image. Its pod
+    /// carries its own `component` label, so it never joins the component's
+    /// Services or counts against its disruption budget.
+    fn job(
+        &self,
+        name: &str,
+        role: &str,
+        component: Component,
+        command: Vec<String>,
+        vars: &[(&str, String)],
+        deadline_seconds: u32,
+    ) -> Value {
+        let container = json!({
+            "name": role,
+            "image": self.image(component.as_str()),
+            "imagePullPolicy": "IfNotPresent",
+            "command": command,
+            "env": env(vars),
+            "resources": {},
+            "securityContext": security_context(),
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+            "volumeMounts": [ mount("scripts", SCRIPTS_DIR, true), mount("tmp", "/tmp", false) ],
+        });
+        let mut spec = obj(json!({
+            "containers": [],
+            "dnsPolicy": "ClusterFirst",
+            "enableServiceLinks": false,
+            "restartPolicy": "OnFailure",
+            "schedulerName": "default-scheduler",
+            "securityContext": { "seccompProfile": { "type": "RuntimeDefault" } },
+            "terminationGracePeriodSeconds": 30,
+        }));
+        spec["containers"] = Value::Array(vec![container]);
+        let tolerations = match component {
+            Component::Tidb => &self.model.cluster.tidb.tolerations,
+            c => &self.stateful(c).tolerations,
+        };
+        if !tolerations.is_empty() {
+            spec.insert(
+                "tolerations".into(),
+                Value::Array(tolerations.iter().map(toleration).collect()),
+            );
+        }
+        spec.insert(
+            "volumes".into(),
+            json!([
+                { "name": "scripts", "configMap": { "defaultMode": 493, "name": self.scripts_name } },
+                { "name": "tmp", "emptyDir": {} },
+            ]),
+        );
+        let value = json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": null,
+            "spec": {
+                // A Job that cannot finish fails visibly and halts the
+                // waves after it; delete it to run it again.
+                "activeDeadlineSeconds": deadline_seconds,
+                "backoffLimit": 6,
+                "completionMode": "NonIndexed",
+                "completions": 1,
+                "manualSelector": false,
+                "parallelism": 1,
+                "podReplacementPolicy": "TerminatingOrFailed",
+                "suspend": false,
+                "template": {
+                    "metadata": { "labels": {
+                        LABEL_CLUSTER: self.names.cluster,
+                        LABEL_COMPONENT: role,
+                    } },
+                    "spec": null,
+                },
+            },
+        });
+        with(
+            with(
+                value,
+                "/metadata",
+                self.metadata(name, true, self.labels(Some(component)), false),
+            ),
+            "/spec/template/spec",
+            Value::Object(spec),
+        )
+    }
+
+    /// The gate after a TiKV wave: a Job that completes once the wave's
+    /// stores are Up in PD and no Region has a down or pending peer, so the
+    /// GitOps tool starts the next failure domain only then. Its name
+    /// carries the hash of the wave's pod templates: it runs again exactly
+    /// when the wave changes, and stays completed otherwise.
+    fn tikv_gate(&self, domain: &str, workloads: &[&Object]) -> Object {
+        let stores: Vec<String> = workloads
+            .iter()
+            .filter_map(|w| match w.role {
+                Role::Workload(id) => Some(format!("{}:{TIKV_PORT}", self.names.host(id))),
+                _ => None,
+            })
+            .collect();
+        let templates: Vec<String> = workloads
+            .iter()
+            .map(|w| w.value["spec"]["template"].to_string())
+            .collect();
+        let mut parts = vec![("domain", domain)];
+        parts.extend(templates.iter().map(|t| ("template", t.as_str())));
+        let name = format!("{}-tikv-gate-{}", self.names.cluster, content_hash(parts));
+        let ids = workloads
+            .iter()
+            .filter_map(|w| match w.role {
+                Role::Workload(id) => Some(id),
+                _ => None,
+            })
+            .collect();
+        Object {
+            role: Role::TikvGate(ids),
+            kind: "Job",
+            value: self.job(
+                &name,
+                "tikv-gate",
+                Component::Tikv,
+                vec!["/bin/bash".into(), format!("{SCRIPTS_DIR}/tikv-gate.sh")],
+                &[
+                    ("PD_URL", self.names.pd_url()),
+                    ("STORES", stores.join(",")),
+                ],
+                21_600,
+            ),
+            name,
+        }
     }
 
     fn tidb(&self) -> Object {
@@ -1017,12 +1242,69 @@ fn with(mut value: Value, pointer: &str, part: Value) -> Value {
 }
 
 /// The scripts ConfigMap's data, by key.
-pub fn scripts() -> [(&'static str, &'static str); 3] {
+pub fn scripts() -> [(&'static str, &'static str); 8] {
     [
         ("init-dir.sh", INIT_DIR_SH),
+        ("pd-prestop.sh", PD_PRESTOP_SH),
+        ("pd-settings.sh", PD_SETTINGS_SH),
         ("pd-start.sh", PD_START_SH),
         ("tidb-start.sh", TIDB_START_SH),
+        ("tikv-gate.sh", TIKV_GATE_SH),
+        ("tikv-prestop.sh", TIKV_PRESTOP_SH),
+        ("tikv-start.sh", TIKV_START_SH),
     ]
+}
+
+/// Splits a rendered pd.toml into the text without PD's stored tables (what
+/// names its ConfigMap) and those tables' settings as pd-ctl `config set`
+/// pairs: the key without its table, arrays joined by commas.
+pub fn pd_stored(text: &str) -> (String, Vec<(String, String)>) {
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        return (text.to_string(), Vec::new());
+    };
+    let mut settings = Vec::new();
+    for name in PD_STORED_TABLES {
+        if let Some(toml::Value::Table(stored)) = table.remove(name) {
+            flatten_settings("", &stored, &mut settings);
+        }
+    }
+    // PD accepts an isolation level only if it is one of the location
+    // labels (FACTS §3). When both are set, clear the level first, then set
+    // the labels, then the level, so any change of the two goes through.
+    let position = |key: &str| settings.iter().position(|(k, _)| k == key);
+    if let (Some(labels), Some(_)) = (position("location-labels"), position("isolation-level")) {
+        let labels = settings.remove(labels);
+        settings.insert(0, labels);
+        settings.insert(0, ("isolation-level".to_string(), String::new()));
+    }
+    (toml::to_string(&table).unwrap_or_default(), settings)
+}
+
+fn flatten_settings(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let text = match value {
+            toml::Value::Table(inner) => {
+                flatten_settings(&key, inner, out);
+                continue;
+            }
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        out.push((key, text));
+    }
 }
 
 /// TiKV's `--capacity`: TiKV reads `GB` and `MB` as binary units. A whole
@@ -1129,6 +1411,32 @@ fn toleration(t: &Toleration) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pd_stored_settings_leave_the_hashed_text_and_order_labels_before_the_level() {
+        let text = "[log]\nlevel = \"info\"\n\n[replication]\nisolation-level = \"zone\"\nlocation-labels = [\"zone\", \"host\"]\nmax-replicas = 3\n\n[schedule]\nleader-schedule-limit = 4\n";
+        let (rest, settings) = pd_stored(text);
+        assert!(
+            rest.contains("[log]") && !rest.contains("replication") && !rest.contains("schedule")
+        );
+        let pairs: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            pairs,
+            [
+                "isolation-level=",
+                "location-labels=zone,host",
+                "isolation-level=zone",
+                "max-replicas=3",
+                "leader-schedule-limit=4"
+            ]
+        );
+        // Without an isolation level nothing is cleared.
+        let (_, settings) = pd_stored("[replication]\nlocation-labels = [\"host\"]\n");
+        assert_eq!(
+            settings,
+            [("location-labels".to_string(), "host".to_string())]
+        );
+    }
 
     #[test]
     fn capacity_is_whole_gib_or_rounded_down_to_mib() {

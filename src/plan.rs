@@ -47,6 +47,11 @@ pub enum Change {
     Updated {
         reasons: Vec<String>,
     },
+    /// Settings PD keeps in its own storage, applied through PD's API by a
+    /// Job named after them: no restart.
+    Api {
+        settings: Vec<String>,
+    },
 }
 
 impl Change {
@@ -62,6 +67,7 @@ impl Change {
             Change::Rescaled { .. } => "rescale",
             Change::Removed => "remove",
             Change::Updated { .. } => "update",
+            Change::Api { .. } => "api",
         }
     }
 
@@ -72,6 +78,9 @@ impl Change {
             Change::Restarted { reasons } | Change::Updated { reasons } => reasons.join("; "),
             Change::Rescaled { from, to } => format!("replicas {from} -> {to}"),
             Change::Removed => "workload removed; its volumes are kept".into(),
+            Change::Api { settings } => {
+                format!("through PD's API, no restart: {}", settings.join(", "))
+            }
         }
     }
 }
@@ -250,6 +259,13 @@ pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Resul
             }
             None => *unchanged.entry(instance.component.clone()).or_default() += 1,
         }
+    }
+    if let Some((folder, change)) = settings_change(base_files, new, base.is_some())? {
+        by_folder.entry(folder).or_default().push(InstanceChange {
+            instance: "pd-settings".into(),
+            component: "pd-settings".into(),
+            change,
+        });
     }
     let waves: Vec<Wave> = by_folder
         .into_iter()
@@ -545,6 +561,72 @@ fn warnings(waves: &[Wave], new: &Files) -> Vec<String> {
     )]
 }
 
+/// The PD settings Job of an output: its folder and `key=value` arguments.
+fn settings_job(files: &Files) -> Result<Option<(String, Vec<String>)>, String> {
+    for (path, text) in files {
+        let Some(rest) = path.strip_prefix("manifests/") else {
+            continue;
+        };
+        if !(rest.contains("/job-") && rest.contains("-pd-settings-")) {
+            continue;
+        }
+        let folder = rest.split('/').next().unwrap_or_default().to_string();
+        if let Some(doc) = yaml::parse(text)
+            .map_err(|e| format!("{path}: {e}"))?
+            .into_iter()
+            .next()
+        {
+            let args = doc["spec"]["template"]["spec"]["containers"][0]["command"]
+                .as_array()
+                .map(|c| {
+                    c.iter()
+                        .skip(2)
+                        .filter_map(|a| a.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Ok(Some((folder, args)));
+        }
+    }
+    Ok(None)
+}
+
+fn settings_change(
+    base: &Files,
+    new: &Files,
+    has_base: bool,
+) -> Result<Option<(String, Change)>, String> {
+    let Some((folder, after)) = settings_job(new)? else {
+        return Ok(None);
+    };
+    let before = settings_job(base)?.map(|(_, a)| a).unwrap_or_default();
+    if !has_base || before.is_empty() {
+        // At creation PD starts with these settings from pd.toml; the Job
+        // confirms them once PD is up.
+        return Ok((!has_base).then_some((folder, Change::Created)));
+    }
+    let split = |a: &String| {
+        a.split_once('=')
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+    };
+    let b: BTreeMap<String, String> = before.iter().filter_map(split).collect();
+    let a: BTreeMap<String, String> = after.iter().filter_map(split).collect();
+    let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+    let settings: Vec<String> = keys
+        .into_iter()
+        .filter(|k| b.get(*k) != a.get(*k))
+        .map(|k| match (b.get(k), a.get(k)) {
+            (Some(x), Some(y)) => format!("{k} {x} -> {y}"),
+            (None, Some(y)) => format!("{k} = {y} (new)"),
+            // A setting dropped from cluster.toml keeps its stored value:
+            // the Job sets, it never resets.
+            (Some(x), None) => format!("{k} stays {x} (removed from the config; PD keeps it)"),
+            (None, None) => k.clone(),
+        })
+        .collect();
+    Ok((!settings.is_empty()).then_some((folder, Change::Api { settings })))
+}
+
 /// `tikv-10` after `tikv-9`.
 fn natural(id: &str) -> (String, u64) {
     match id.rsplit_once('-') {
@@ -662,22 +744,21 @@ fn changed_keys(file: &str, before: &str, after: &str) -> Vec<String> {
     };
     let (b, a) = (parse(before), parse(after));
     let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+    // PD keeps its stored tables in its own storage after the first start
+    // (FACTS §3); their changes are the settings Job's, not a restart's.
+    let stored = |k: &str| {
+        file == "pd.toml"
+            && crate::manifest::PD_STORED_TABLES
+                .iter()
+                .any(|t| k.starts_with(&format!("{t}.")))
+    };
     keys.into_iter()
-        .filter(|k| b.get(*k) != a.get(*k))
-        .map(|k| {
-            let change = match (b.get(k), a.get(k)) {
-                (Some(x), Some(y)) => format!("{k} {x} -> {y}"),
-                (None, Some(y)) => format!("{k} = {y} (new)"),
-                (Some(_), None) => format!("{k} (removed)"),
-                (None, None) => k.clone(),
-            };
-            // PD keeps these in its own storage after the first start
-            // (FACTS §3): the restart does not apply them.
-            if file == "pd.toml" && (k.starts_with("replication.") || k.starts_with("schedule.")) {
-                change + " [PD-stored: a restart does not apply it]"
-            } else {
-                change
-            }
+        .filter(|k| b.get(*k) != a.get(*k) && !stored(k))
+        .map(|k| match (b.get(k), a.get(k)) {
+            (Some(x), Some(y)) => format!("{k} {x} -> {y}"),
+            (None, Some(y)) => format!("{k} = {y} (new)"),
+            (Some(_), None) => format!("{k} (removed)"),
+            (None, None) => k.clone(),
         })
         .collect()
 }
@@ -787,6 +868,7 @@ fn summary(waves: &[Wave], unchanged: &BTreeMap<String, usize>) -> String {
                 "restart" => "restart",
                 "rescale" => "rescaled",
                 "remove" => "removed",
+                "api" => "setting changes through PD's API",
                 _ => "updated",
             };
             let waves = if folders.len() > 1 {
@@ -796,6 +878,12 @@ fn summary(waves: &[Wave], unchanged: &BTreeMap<String, usize>) -> String {
             };
             if component == "tidb" {
                 parts.push(format!("TiDB {past}{waves}"));
+            } else if component == "pd-settings" {
+                parts.push(if *verb == "create" {
+                    "PD settings confirmed through PD's API".to_string()
+                } else {
+                    "PD settings changed through PD's API (no restart)".to_string()
+                });
             } else {
                 parts.push(format!("{n} {} {past}{waves}", title(component)));
             }
@@ -851,8 +939,22 @@ pub fn text(plan: &Plan) -> String {
                 c.change.detail()
             );
         }
+        if let Some(gate) = gate_note(w) {
+            let _ = writeln!(out, "  then     {gate}");
+        }
     }
     out
+}
+
+/// What closes a TiKV wave that restarts stores: its gate Job.
+fn gate_note(wave: &Wave) -> Option<&'static str> {
+    let restarts = wave
+        .changes
+        .iter()
+        .any(|c| c.component == "tikv" && c.change.restarts());
+    restarts.then_some(
+        "the wave's gate waits until its stores are Up in PD and no Region has a down or pending peer",
+    )
 }
 
 /// How an unsafe plan is let through, or that it was.
@@ -924,6 +1026,9 @@ pub fn markdown(plan: &Plan) -> String {
                 c.change.verb(),
                 c.change.detail().replace('|', "\\|")
             );
+        }
+        if let Some(gate) = gate_note(w) {
+            let _ = writeln!(out, "\nThen {gate}.");
         }
     }
     out
