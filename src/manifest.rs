@@ -28,6 +28,7 @@ pub const TIKV_GATE_SH: &str = include_str!("pod/tikv-gate.sh");
 pub const TIKV_START_SH: &str = include_str!("pod/tikv-start.sh");
 pub const TIKV_PRESTOP_SH: &str = include_str!("pod/tikv-prestop.sh");
 pub const PD_PRESTOP_SH: &str = include_str!("pod/pd-prestop.sh");
+pub const PD_API_SH: &str = include_str!("pod/pd-api.sh");
 
 /// The pd.toml tables PD copies into its own storage at the first start and
 /// then reads from there, ignoring the file (FACTS §3, verified for these
@@ -1242,9 +1243,10 @@ fn with(mut value: Value, pointer: &str, part: Value) -> Value {
 }
 
 /// The scripts ConfigMap's data, by key.
-pub fn scripts() -> [(&'static str, &'static str); 8] {
+pub fn scripts() -> [(&'static str, &'static str); 9] {
     [
         ("init-dir.sh", INIT_DIR_SH),
+        ("pd-api.sh", PD_API_SH),
         ("pd-prestop.sh", PD_PRESTOP_SH),
         ("pd-settings.sh", PD_SETTINGS_SH),
         ("pd-start.sh", PD_START_SH),

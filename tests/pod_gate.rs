@@ -5,19 +5,15 @@
 //! change from one poll to the next: every poll asks for the store list, then
 //! the down-peer and the pending-peer Regions, once each.
 
-use std::collections::{HashMap, VecDeque};
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use common::{FakePd, Reply, compact, host_tool, indent, not_bootstrapped, ok};
+use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const TIKV_GATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pod/tikv-gate.sh");
-const TIKV_PRESTOP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pod/tikv-prestop.sh");
+const PD_API: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pod/pd-api.sh");
 
 /// Tools the gate may use; every one is in the TiKV image.
 const TOOLS: &[&str] = &["bash", "wget", "grep", "sleep"];
@@ -40,86 +36,21 @@ const WAVE: [&str; 3] = [
     "prod-tikv-6-0.prod-tikv-peer.tidb-prod.svc:20160",
 ];
 
-fn host_tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").expect("PATH is set");
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .unwrap_or_else(|| panic!("{name} not found on the host PATH"))
-}
-
 // ---------------------------------------------------------------- fake PD
 
-#[derive(Clone)]
-enum Reply {
-    Status(u16, String),
-    /// Closes the connection without an answer.
-    Close,
+/// What the gate asks the common fake PD.
+trait GatePd {
+    fn healthy(&self) -> &FakePd;
+    fn count(&self, route: &str) -> usize;
+    fn assert_polled(&self, polls: Option<usize>);
 }
 
-fn ok(body: &str) -> Reply {
-    Reply::Status(200, body.to_owned())
-}
-
-fn not_bootstrapped() -> Reply {
-    Reply::Status(
-        500,
-        "\"[PD:cluster:ErrNotBootstrapped]TiKV cluster not bootstrapped, please start TiKV first\"\n"
-            .to_owned(),
-    )
-}
-
-#[derive(Default)]
-struct PdState {
-    /// "METHOD /path" to the answers still to give; the last one repeats.
-    routes: HashMap<String, VecDeque<Reply>>,
-    /// Every request as "METHOD /path".
-    calls: Vec<String>,
-}
-
-/// A PD stand-in on 127.0.0.1. A route without answers gets 404, as from PD's
-/// router.
-struct FakePd {
-    url: String,
-    state: Arc<Mutex<PdState>>,
-}
-
-impl FakePd {
-    fn start() -> FakePd {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(PdState::default()));
-        let shared = Arc::clone(&state);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let shared = Arc::clone(&shared);
-                thread::spawn(move || serve(stream, &shared));
-            }
-        });
-        FakePd { url, state }
-    }
-
-    /// Sets the answers to `route`, given in turn; the last one repeats.
-    fn on(&self, route: &str, replies: Vec<Reply>) -> &FakePd {
-        assert!(!replies.is_empty());
-        let mut state = self.state.lock().unwrap();
-        state.routes.insert(route.to_owned(), replies.into());
-        self
-    }
-
+impl GatePd for FakePd {
     /// A healthy cluster: the wave Up, no down or pending peer.
     fn healthy(&self) -> &FakePd {
         self.on(STORES, vec![ok(&stores_json(&wave_up()))])
             .on(DOWN, vec![ok(&regions_json(0, "down_peers"))])
             .on(PENDING, vec![ok(&regions_json(0, "pending_peers"))])
-    }
-
-    fn calls(&self) -> Vec<String> {
-        self.state.lock().unwrap().calls.clone()
     }
 
     /// How many requests `route` got.
@@ -156,80 +87,7 @@ impl FakePd {
     }
 }
 
-fn serve(mut stream: TcpStream, state: &Mutex<PdState>) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut data = Vec::new();
-    let mut buf = [0; 4096];
-    while !data.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&data);
-    let mut first = head.lines().next().unwrap_or_default().split(' ');
-    let method = first.next().unwrap_or_default();
-    let path = first.next().unwrap_or_default();
-    let route = format!("{method} {path}");
-    let reply = {
-        let mut state = state.lock().unwrap();
-        state.calls.push(route.clone());
-        match state.routes.get_mut(&route) {
-            Some(replies) if replies.len() > 1 => replies.pop_front().unwrap(),
-            Some(replies) => replies[0].clone(),
-            None => Reply::Status(404, "404 page not found\n".to_owned()),
-        }
-    };
-    let (code, body) = match reply {
-        Reply::Status(code, body) => (code, body),
-        Reply::Close => return,
-    };
-    let reason = match code {
-        200 => "OK",
-        404 => "Not Found",
-        _ => "Internal Server Error",
-    };
-    let response = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json; charset=UTF-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    // The gate may stop reading a long reply once it has the count.
-    let _ = stream.write_all(response.as_bytes());
-}
-
 // ---------------------------------------------------------------- PD's JSON
-
-/// Indents every line but the first by `n` spaces.
-fn indent(text: &str, n: usize) -> String {
-    text.trim_end()
-        .replace('\n', &format!("\n{}", " ".repeat(n)))
-}
-
-/// The JSON text without whitespace outside strings.
-fn compact(json: &str) -> String {
-    let (mut out, mut in_string, mut escaped) = (String::new(), false, false);
-    for c in json.chars() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !c.is_whitespace() {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// One entry of PD's store list, `{"store":{...},"status":{...}}`, indented
 /// as PD does.
@@ -401,26 +259,16 @@ struct Finished {
 /// A temp folder with a bin folder of the allowed tools and the gate's
 /// output, next to a fake PD.
 struct Gate {
-    dir: tempfile::TempDir,
+    sandbox: common::Sandbox,
     pd: FakePd,
 }
 
 impl Gate {
     fn new() -> Gate {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        for tool in TOOLS {
-            symlink(host_tool(tool), bin.join(tool)).unwrap();
-        }
         Gate {
-            dir,
+            sandbox: common::Sandbox::new(TOOLS),
             pd: FakePd::start(),
         }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
     }
 
     /// The gate's environment: the fake PD, the wave, fast polls, and then
@@ -434,14 +282,7 @@ impl Gate {
             ("HTTP_TIMEOUT_SECONDS", Some("2")),
         ];
         vars.extend_from_slice(env);
-        let mut command = Command::new(self.path("bin/bash"));
-        command
-            .arg(TIKV_GATE)
-            .env_clear()
-            .env("PATH", self.path("bin"))
-            .stdin(Stdio::null())
-            .stdout(File::create(self.path("stdout")).unwrap())
-            .stderr(File::create(self.path("stderr")).unwrap());
+        let mut command = self.sandbox.logged(TIKV_GATE);
         for (name, value) in vars {
             match value {
                 Some(value) => command.env(name, value),
@@ -454,20 +295,11 @@ impl Gate {
     /// Runs the gate to its end.
     fn run(&self, env: &[(&str, Option<&str>)]) -> Finished {
         let mut child = self.spawn(env);
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > SCRIPT_DEADLINE {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                panic!(
-                    "the gate did not finish within {SCRIPT_DEADLINE:?}:\n{}",
-                    self.log()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
+        let Some(status) = common::wait_within(&mut child, SCRIPT_DEADLINE) else {
+            panic!(
+                "the gate did not finish within {SCRIPT_DEADLINE:?}:\n{}",
+                self.log()
+            );
         };
         let finished = Finished {
             code: status.code(),
@@ -498,7 +330,7 @@ impl Gate {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.path("stderr")).unwrap_or_default()
+        self.sandbox.stderr()
     }
 
     /// Every line on stderr has the gate's prefix; nothing on stdout.
@@ -506,8 +338,7 @@ impl Gate {
         for line in log.lines() {
             assert!(line.starts_with("tikv-gate: "), "{line:?} in:\n{log}");
         }
-        let stdout = std::fs::read_to_string(self.path("stdout")).unwrap_or_default();
-        assert_eq!(stdout, "", "stdout");
+        assert_eq!(self.sandbox.stdout(), "", "stdout");
     }
 }
 
@@ -975,27 +806,19 @@ fn gate_refuses_to_start_without_a_valid_environment() {
 // ---------------------------------------------------------------- the text
 
 #[test]
-fn gate_json_parser_is_the_one_of_tikv_prestop() {
-    let json_flat = |path: &str| {
-        let text = std::fs::read_to_string(path).unwrap();
-        let start = text.find("\njson_flat() {\n").expect("json_flat");
-        let end = start + text[start..].find("\n}\n").expect("end of json_flat");
-        text[start..end].to_owned()
-    };
-    assert_eq!(json_flat(TIKV_GATE), json_flat(TIKV_PRESTOP));
-}
-
-#[test]
 fn gate_writes_no_here_documents() {
     // bash writes a here-document or here-string longer than a pipe buffer to
     // a temp file, and the gate's Job has a read-only root filesystem and no
-    // /tmp: a store list of some 40 stores would break it.
-    let text = std::fs::read_to_string(TIKV_GATE).unwrap();
-    for (n, line) in text.lines().enumerate() {
-        let code = line.trim_start();
-        if code.starts_with('#') {
-            continue;
+    // /tmp: a store list of some 40 stores would break it. The same holds for
+    // pd-api.sh, which the gate sources.
+    for script in [TIKV_GATE, PD_API] {
+        let text = std::fs::read_to_string(script).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with('#') {
+                continue;
+            }
+            assert!(!code.contains("<<"), "{script} line {}: {line}", n + 1);
         }
-        assert!(!code.contains("<<"), "line {}: {line}", n + 1);
     }
 }

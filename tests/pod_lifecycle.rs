@@ -5,20 +5,21 @@
 //! 127.0.0.1 records every request and answers from per-route sequences, so a
 //! test can make PD's answers change over time.
 
-use std::collections::{HashMap, VecDeque};
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use common::not_bootstrapped as status500;
+use common::{FakePd, Hook, Reply, compact, indent, list, ok, refused_url, strings};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 const TIKV_START: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pod/tikv-start.sh");
 const TIKV_PRESTOP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pod/tikv-prestop.sh");
 const PD_PRESTOP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pod/pd-prestop.sh");
+/// Sourced by the tikv scripts (and by tikv-gate.sh, run in tests/pod_gate.rs).
+const PD_API: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pod/pd-api.sh");
+const TIKV_GATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pod/tikv-gate.sh");
 
 /// Tools each script may use; every one is in the image that runs it.
 const TIKV_START_TOOLS: &[&str] = &["bash", "wget", "grep", "sleep", "mv", "rm"];
@@ -30,59 +31,33 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a test waits for the start script's background loop.
 const LOOP_DEADLINE: Duration = Duration::from_secs(10);
 
-fn host_tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").expect("PATH is set");
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .unwrap_or_else(|| panic!("{name} not found on the host PATH"))
-}
-
 /// How a script run ended.
 struct Finished {
     code: Option<i32>,
     elapsed: Duration,
 }
 
-/// A temp folder with a bin folder of allowed tools, a fake server and the
-/// script's output. Output goes to files, not pipes: the start script's
-/// background loop keeps writing after the script itself is gone.
-struct Sandbox {
-    dir: tempfile::TempDir,
+/// A temp folder with a bin folder of allowed tools, a fake server, the pod's
+/// data directory and the script's output (in files: the start script's
+/// background loop keeps writing after the script itself is gone).
+type Sandbox = common::Sandbox;
+
+fn sandbox(tools: &[&str]) -> Sandbox {
+    let sandbox = Sandbox::with_server(tools);
+    std::fs::create_dir(sandbox.data()).unwrap();
+    sandbox
 }
 
-impl Sandbox {
-    fn new(tools: &[&str]) -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        for tool in tools {
-            symlink(host_tool(tool), bin.join(tool)).unwrap();
-        }
-        std::fs::create_dir(dir.path().join("data")).unwrap();
-        let sandbox = Sandbox { dir };
-        let server = format!(
-            "#!{}\nprintf '%s' \"$PPID\" >'{}'\nprintf '%s\\0' \"$@\" >'{}'\n",
-            host_tool("bash").display(),
-            sandbox.path("ppid").display(),
-            sandbox.path("argv").display(),
-        );
-        std::fs::write(sandbox.server(), server).unwrap();
-        std::fs::set_permissions(sandbox.server(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        sandbox
-    }
+trait LoggedRun {
+    fn data(&self) -> PathBuf;
+    fn data_dir(&self) -> String;
+    fn run(&self, script: &str, env: &[(&str, &str)], args: &[String]) -> Finished;
+    fn assert_ended(&self, finished: &Finished, code: i32, prefix: &str);
+    fn assert_logged(&self, needle: &str);
+    fn assert_execd(&self, finished: &Finished, args: &[String]);
+}
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn server(&self) -> PathBuf {
-        self.path("server")
-    }
-
+impl LoggedRun for Sandbox {
     /// The pod's data directory.
     fn data(&self) -> PathBuf {
         self.path("data")
@@ -93,43 +68,20 @@ impl Sandbox {
     }
 
     fn run(&self, script: &str, env: &[(&str, &str)], args: &[String]) -> Finished {
-        let stdout = File::create(self.path("stdout")).unwrap();
-        let stderr = File::create(self.path("stderr")).unwrap();
         let start = Instant::now();
-        let mut child = Command::new(self.path("bin/bash"))
-            .arg(script)
+        let mut child = self
+            .logged(script)
             .args(args)
-            .env_clear()
-            .env("PATH", self.path("bin"))
             .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
             .spawn()
             .expect("run bash");
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > SCRIPT_DEADLINE {
-                child.kill().unwrap();
-                panic!("{script} did not finish within {SCRIPT_DEADLINE:?}");
-            }
-            thread::sleep(Duration::from_millis(10));
+        let Some(status) = common::wait_within(&mut child, SCRIPT_DEADLINE) else {
+            panic!("{script} did not finish within {SCRIPT_DEADLINE:?}");
         };
         Finished {
             code: status.code(),
             elapsed: start.elapsed(),
         }
-    }
-
-    /// Everything the script (and its background loop) wrote on stderr so far.
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.path("stderr")).unwrap_or_default()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(self.path("stdout")).unwrap_or_default()
     }
 
     /// Asserts the script ended with `code`, logged only lines starting with
@@ -148,38 +100,12 @@ impl Sandbox {
         assert!(log.contains(needle), "no {needle:?} in {log}");
     }
 
-    /// The fake server's arguments, if the script started it.
-    fn server_args(&self) -> Option<Vec<String>> {
-        let argv = std::fs::read_to_string(self.path("argv")).ok()?;
-        Some(argv.split_terminator('\0').map(str::to_owned).collect())
-    }
-
     /// Asserts the script replaced itself with the server (`exec`) and passed
     /// `args` on unchanged, so the server is the one that gets the pod's
     /// signals.
     fn assert_execd(&self, finished: &Finished, args: &[String]) {
-        assert_eq!(finished.code, Some(0), "{}", self.stderr());
-        assert_eq!(self.server_args().as_deref(), Some(args));
-        let ppid = std::fs::read_to_string(self.path("ppid")).unwrap();
-        assert_eq!(
-            ppid,
-            std::process::id().to_string(),
-            "the server is not the script's process: the script ran it without exec"
-        );
+        self.check_execd(finished.code, &self.stderr(), args);
     }
-}
-
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
-}
-
-fn list(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 /// Waits until `done` holds, or panics after LOOP_DEADLINE.
@@ -194,202 +120,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-// ---------------------------------------------------------------- fake PD
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Request {
-    method: String,
-    path: String,
-    body: String,
-    content_type: Option<String>,
-}
-
-type Hook = Arc<dyn Fn() + Send + Sync>;
-
-#[derive(Clone)]
-enum Reply {
-    Status(u16, String),
-    /// Closes the connection without an answer.
-    Close,
-    /// Runs the hook (while the client waits), then answers.
-    After(Hook, Box<Reply>),
-}
-
-fn ok(body: &str) -> Reply {
-    Reply::Status(200, body.to_owned())
-}
-
-fn status500() -> Reply {
-    Reply::Status(500, "\"[PD:cluster:ErrNotBootstrapped]TiKV cluster not bootstrapped, please start TiKV first\"\n".to_owned())
-}
-
-#[derive(Default)]
-struct PdState {
-    /// "METHOD /path" to the answers still to give; the last one repeats.
-    routes: HashMap<String, VecDeque<Reply>>,
-    requests: Vec<Request>,
-}
-
-/// A PD stand-in on 127.0.0.1. A route without answers gets 404, as from PD's
-/// router.
-struct FakePd {
-    url: String,
-    state: Arc<Mutex<PdState>>,
-}
-
-impl FakePd {
-    fn start() -> FakePd {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(PdState::default()));
-        let shared = Arc::clone(&state);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let shared = Arc::clone(&shared);
-                thread::spawn(move || serve(stream, &shared));
-            }
-        });
-        FakePd { url, state }
-    }
-
-    /// Sets the answers to `route` ("GET /pd/api/v1/stores"), given in turn;
-    /// the last one repeats.
-    fn on(&self, route: &str, replies: Vec<Reply>) -> &FakePd {
-        assert!(!replies.is_empty());
-        let mut state = self.state.lock().unwrap();
-        state.routes.insert(route.to_owned(), replies.into());
-        self
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.state.lock().unwrap().requests.clone()
-    }
-
-    /// The requests so far, as "METHOD /path".
-    fn calls(&self) -> Vec<String> {
-        self.requests()
-            .iter()
-            .map(|r| format!("{} {}", r.method, r.path))
-            .collect()
-    }
-}
-
-fn serve(mut stream: TcpStream, state: &Mutex<PdState>) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut data = Vec::new();
-    let mut buf = [0; 4096];
-    let header_end = loop {
-        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&data[..header_end]).into_owned();
-    let mut lines = head.lines();
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let method = first.next().unwrap_or_default().to_owned();
-    let path = first.next().unwrap_or_default().to_owned();
-    let mut length = 0;
-    let mut content_type = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-length" => length = value.trim().parse().unwrap(),
-            "content-type" => content_type = Some(value.trim().to_owned()),
-            _ => {}
-        }
-    }
-    while data.len() < header_end + length {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-        }
-    }
-    let body = String::from_utf8_lossy(&data[header_end..]).into_owned();
-    let route = format!("{method} {path}");
-    let reply = {
-        let mut state = state.lock().unwrap();
-        state.requests.push(Request {
-            method,
-            path,
-            body,
-            content_type,
-        });
-        match state.routes.get_mut(&route) {
-            Some(replies) if replies.len() > 1 => replies.pop_front().unwrap(),
-            Some(replies) => replies[0].clone(),
-            None => Reply::Status(404, "404 page not found\n".to_owned()),
-        }
-    };
-    answer(&mut stream, reply);
-}
-
-fn answer(stream: &mut TcpStream, reply: Reply) {
-    let (code, body) = match reply {
-        Reply::Status(code, body) => (code, body),
-        Reply::Close => return,
-        Reply::After(hook, reply) => {
-            hook();
-            return answer(stream, *reply);
-        }
-    };
-    let reason = match code {
-        200 => "OK",
-        404 => "Not Found",
-        _ => "Internal Server Error",
-    };
-    let response = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json; charset=UTF-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes());
-}
-
-/// A URL where nothing listens.
-fn refused_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}", listener.local_addr().unwrap())
-}
-
 // ---------------------------------------------------------------- PD's JSON
-
-/// Indents every line but the first by `n` spaces.
-fn indent(text: &str, n: usize) -> String {
-    text.trim_end()
-        .replace('\n', &format!("\n{}", " ".repeat(n)))
-}
-
-/// The JSON text without whitespace outside strings.
-fn compact(json: &str) -> String {
-    let (mut out, mut in_string, mut escaped) = (String::new(), false, false);
-    for c in json.chars() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !c.is_whitespace() {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// This pod's store address.
 const ME: &str = "prod-tikv-3-0.prod-tikv-peer.tidb-prod.svc:20160";
@@ -578,7 +309,7 @@ struct Prestop {
 impl Prestop {
     fn new() -> Prestop {
         Prestop {
-            sandbox: Sandbox::new(TIKV_PRESTOP_TOOLS),
+            sandbox: sandbox(TIKV_PRESTOP_TOOLS),
             pd: FakePd::start(),
         }
     }
@@ -862,7 +593,7 @@ struct Start {
 impl Start {
     fn new() -> Start {
         Start {
-            sandbox: Sandbox::new(TIKV_START_TOOLS),
+            sandbox: sandbox(TIKV_START_TOOLS),
             pd: FakePd::start(),
         }
     }
@@ -1129,14 +860,31 @@ fn tikv_start_refuses_to_start_without_its_environment() {
 }
 
 #[test]
-fn tikv_json_parser_is_the_same_in_both_scripts() {
-    let parser = |path: &str| {
-        let text = std::fs::read_to_string(path).unwrap();
-        let start = text.find("# >>> JSON parser").expect("parser start");
-        let end = text.find("# <<< JSON parser <<<").expect("parser end");
-        text[start..end].to_owned()
+fn tikv_scripts_source_pd_api_and_define_none_of_its_functions() {
+    let pd_api = std::fs::read_to_string(PD_API).unwrap();
+    let defined = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|line| line.strip_suffix("() {"))
+            .filter(|name| !name.is_empty() && !name.contains(char::is_whitespace))
+            .map(str::to_owned)
+            .collect()
     };
-    assert_eq!(parser(TIKV_START), parser(TIKV_PRESTOP));
+    let shared = defined(&pd_api);
+    assert!(shared.iter().any(|f| f == "json_flat"), "{shared:?}");
+    for script in [TIKV_START, TIKV_PRESTOP, TIKV_GATE] {
+        let text = std::fs::read_to_string(script).unwrap();
+        assert!(
+            text.lines()
+                .any(|line| line == r#"source "${BASH_SOURCE[0]%/*}/pd-api.sh""#),
+            "{script} does not source pd-api.sh from its own folder"
+        );
+        for name in defined(&text) {
+            assert!(
+                !shared.contains(&name),
+                "{script} defines {name}() itself; it comes from pd-api.sh"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------- pd-prestop
@@ -1194,7 +942,7 @@ struct PdHook {
 impl PdHook {
     fn new() -> PdHook {
         PdHook {
-            sandbox: Sandbox::new(PD_PRESTOP_TOOLS),
+            sandbox: sandbox(PD_PRESTOP_TOOLS),
             pd: FakePd::start(),
         }
     }

@@ -3,12 +3,13 @@
 //! its image. A fake server records the arguments it was exec'd with; a fake
 //! PD on 127.0.0.1 plays the other members.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::{PermissionsExt, symlink};
+mod common;
+
+use common::{FakePd, Reply, list, ok, refused_url, stderr, strings};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Output;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,89 +25,27 @@ const TIDB_TOOLS: &[&str] = &["bash", "rm"];
 /// A script slower than this is stuck.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(30);
 
-fn host_tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").expect("PATH is set");
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .unwrap_or_else(|| panic!("{name} not found on the host PATH"))
+/// Runs the scripts here with pipes: none of them leaves a process behind.
+trait PipedRun {
+    fn run(&self, script: &str, env: &[(&str, &str)]) -> Output;
+    fn assert_execd(&self, output: &Output, args: &[String]);
+    fn assert_refused(&self, output: &Output, prefix: &str);
 }
 
 /// A temp folder with a bin folder of allowed tools and a fake server.
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
+type Sandbox = common::Sandbox;
 
-impl Sandbox {
-    fn new(tools: &[&str]) -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        for tool in tools {
-            symlink(host_tool(tool), bin.join(tool)).unwrap();
-        }
-        let sandbox = Sandbox { dir };
-        let server = format!(
-            "#!{}\nprintf '%s' \"$PPID\" >'{}'\nprintf '%s\\0' \"$@\" >'{}'\n",
-            host_tool("bash").display(),
-            sandbox.path("ppid").display(),
-            sandbox.path("argv").display(),
-        );
-        std::fs::write(sandbox.server(), server).unwrap();
-        std::fs::set_permissions(sandbox.server(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        sandbox
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn server(&self) -> PathBuf {
-        self.path("server")
-    }
-
+impl PipedRun for Sandbox {
     fn run(&self, script: &str, env: &[(&str, &str)]) -> Output {
-        let mut child = Command::new(self.path("bin/bash"))
-            .arg(script)
-            .env_clear()
-            .env("PATH", self.path("bin"))
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run bash");
-        let start = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if start.elapsed() > SCRIPT_DEADLINE {
-                child.kill().unwrap();
-                panic!("{script} did not finish within {SCRIPT_DEADLINE:?}");
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    /// The fake server's arguments, if the script started it.
-    fn server_args(&self) -> Option<Vec<String>> {
-        let argv = std::fs::read_to_string(self.path("argv")).ok()?;
-        Some(argv.split_terminator('\0').map(str::to_owned).collect())
+        let mut command = self.bash(script);
+        command.envs(env.iter().copied());
+        common::output_within(&mut command, SCRIPT_DEADLINE, script)
     }
 
     /// Asserts the script replaced itself with the server (`exec`), so the
     /// server is the one that gets the pod's signals.
     fn assert_execd(&self, output: &Output, args: &[String]) {
-        assert_eq!(output.status.code(), Some(0), "{}", stderr(output));
-        assert_eq!(self.server_args().as_deref(), Some(args));
-        let ppid = std::fs::read_to_string(self.path("ppid")).unwrap();
-        assert_eq!(
-            ppid,
-            std::process::id().to_string(),
-            "the server is not the script's process: the script ran it without exec"
-        );
+        self.check_execd(output.status.code(), &stderr(output), args);
     }
 
     fn assert_refused(&self, output: &Output, prefix: &str) {
@@ -114,23 +53,6 @@ impl Sandbox {
         assert!(stderr(output).starts_with(prefix), "{}", stderr(output));
         assert_eq!(self.server_args(), None, "the server was started");
     }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
-}
-
-fn list(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 // ---------------------------------------------------------------- init-dir
@@ -165,7 +87,7 @@ impl InitDir {
     }
 
     fn with_data_name(name: &str) -> InitDir {
-        let sandbox = Sandbox::new(INIT_DIR_TOOLS);
+        let sandbox = Sandbox::with_server(INIT_DIR_TOOLS);
         let data = sandbox.path(name);
         std::fs::create_dir(&data).unwrap();
         let init = InitDir { sandbox, data };
@@ -352,80 +274,15 @@ fn init_dir_refuses_an_unknown_require_mount_value() {
 
 // ---------------------------------------------------------------- fake PD
 
-#[derive(Clone)]
-enum Reply {
-    Ok(String),
-    Status500,
-    Close,
-    Hang,
+/// A PD member's answer while etcd has no leader.
+fn no_leader() -> Reply {
+    Reply::Status(500, "\"etcdserver: no leader\"\n".to_owned())
 }
 
-/// A PD stand-in on 127.0.0.1 that gives every request the same reply and
-/// records the request lines.
-struct FakePd {
-    url: String,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl FakePd {
-    fn start(reply: Reply) -> FakePd {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&requests);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let reply = reply.clone();
-                let seen = Arc::clone(&seen);
-                thread::spawn(move || serve(stream, &reply, &seen));
-            }
-        });
-        FakePd { url, requests }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-fn serve(mut stream: TcpStream, reply: &Reply, seen: &Mutex<Vec<String>>) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut request = Vec::new();
-    let mut buf = [0; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&request);
-    seen.lock()
-        .unwrap()
-        .push(text.lines().next().unwrap_or_default().to_owned());
-    let (status, body) = match reply {
-        Reply::Ok(body) => ("200 OK", body.as_str()),
-        Reply::Status500 => ("500 Internal Server Error", "\"etcdserver: no leader\"\n"),
-        Reply::Close => return,
-        Reply::Hang => {
-            thread::sleep(Duration::from_secs(10));
-            return;
-        }
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json; charset=UTF-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes());
-}
-
-/// A URL where nothing listens.
-fn refused_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}", listener.local_addr().unwrap())
+/// Holds the connection for 10s, then closes it without an answer.
+fn hang() -> Reply {
+    let wait: common::Hook = Arc::new(|| thread::sleep(Duration::from_secs(10)));
+    Reply::After(wait, Box::new(Reply::Close))
 }
 
 /// A member list shaped like PD's reply (indented JSON).
@@ -459,7 +316,7 @@ struct PdStart {
 
 impl PdStart {
     fn new() -> PdStart {
-        let sandbox = Sandbox::new(PD_TOOLS);
+        let sandbox = Sandbox::with_server(PD_TOOLS);
         let data = sandbox.path("pd");
         std::fs::create_dir(&data).unwrap();
         PdStart { sandbox, data }
@@ -521,42 +378,42 @@ fn pd_bootstrap_execs_initial_cluster_when_no_peer_answers() {
 #[test]
 fn pd_bootstrap_is_refused_when_a_peer_answers() {
     let pd = PdStart::new();
-    let peer = FakePd::start(Reply::Ok(members_json(&["pd-0"])));
+    let peer = FakePd::answering(ok(&members_json(&["pd-0"])));
     let output = pd.bootstrap(&[&refused_url(), &peer.url]);
     pd.sandbox.assert_refused(&output, "pd-start: ");
     let message = stderr(&output);
     for needle in [peer.url.as_str(), "second PD cluster", "inventory.toml"] {
         assert!(message.contains(needle), "no {needle:?} in {message}");
     }
-    assert_eq!(peer.requests(), [MEMBERS_PATH]);
+    assert_eq!(peer.request_lines(), [MEMBERS_PATH]);
 }
 
 #[test]
 fn pd_bootstrap_takes_a_500_for_no_answer() {
     let pd = PdStart::new();
-    let peer = FakePd::start(Reply::Status500);
+    let peer = FakePd::answering(no_leader());
     let output = pd.bootstrap(&[&peer.url]);
     pd.assert_bootstrapped(&output);
-    assert_eq!(peer.requests(), [MEMBERS_PATH], "asked once, no retry");
+    assert_eq!(peer.request_lines(), [MEMBERS_PATH], "asked once, no retry");
 }
 
 #[test]
 fn pd_bootstrap_takes_a_closed_connection_for_no_answer() {
     let pd = PdStart::new();
-    let peer = FakePd::start(Reply::Close);
+    let peer = FakePd::answering(Reply::Close);
     let output = pd.bootstrap(&[&peer.url]);
     pd.assert_bootstrapped(&output);
-    assert_eq!(peer.requests(), [MEMBERS_PATH], "asked once, no retry");
+    assert_eq!(peer.request_lines(), [MEMBERS_PATH], "asked once, no retry");
 }
 
 #[test]
 fn pd_bootstrap_takes_a_timeout_for_no_answer() {
     let pd = PdStart::new();
-    let peer = FakePd::start(Reply::Hang);
+    let peer = FakePd::answering(hang());
     let start = Instant::now();
     let output = pd.bootstrap(&[&peer.url]);
     pd.assert_bootstrapped(&output);
-    assert_eq!(peer.requests(), [MEMBERS_PATH]);
+    assert_eq!(peer.request_lines(), [MEMBERS_PATH]);
     assert!(
         start.elapsed() < Duration::from_secs(8),
         "{:?}",
@@ -568,7 +425,7 @@ fn pd_bootstrap_takes_a_timeout_for_no_answer() {
 fn pd_bootstrap_guard_takes_an_empty_member_dir_for_no_data() {
     let pd = PdStart::new();
     std::fs::create_dir(pd.data.join("member")).unwrap();
-    let peer = FakePd::start(Reply::Ok(members_json(&["pd-0"])));
+    let peer = FakePd::answering(ok(&members_json(&["pd-0"])));
     let output = pd.bootstrap(&[&peer.url]);
     pd.sandbox.assert_refused(&output, "pd-start: ");
 }
@@ -577,10 +434,14 @@ fn pd_bootstrap_guard_takes_an_empty_member_dir_for_no_data() {
 fn pd_with_data_execs_without_asking() {
     let pd = PdStart::new();
     std::fs::create_dir_all(pd.data.join("member/wal")).unwrap();
-    let peer = FakePd::start(Reply::Ok(members_json(&["pd-0", "pd-1"])));
+    let peer = FakePd::answering(ok(&members_json(&["pd-0", "pd-1"])));
     let output = pd.bootstrap(&[&peer.url]);
     pd.assert_bootstrapped(&output);
-    assert!(peer.requests().is_empty(), "{:?}", peer.requests());
+    assert!(
+        peer.request_lines().is_empty(),
+        "{:?}",
+        peer.request_lines()
+    );
 }
 
 #[test]
@@ -591,29 +452,33 @@ fn pd_interrupted_join_execs_without_asking() {
         "pd-0=http://a:2380,pd-1=http://b:2380",
     )
     .unwrap();
-    let peer = FakePd::start(Reply::Ok(members_json(&["pd-0", "pd-1"])));
+    let peer = FakePd::answering(ok(&members_json(&["pd-0", "pd-1"])));
     let output = pd.join(&peer.url);
     let args = pd.args(&format!("--join={}", peer.url));
     pd.sandbox.assert_execd(&output, &args);
-    assert!(peer.requests().is_empty(), "{:?}", peer.requests());
+    assert!(
+        peer.request_lines().is_empty(),
+        "{:?}",
+        peer.request_lines()
+    );
 }
 
 #[test]
 fn pd_join_execs_join() {
     let pd = PdStart::new();
     // pd-10 and pd-11 are not pd-1.
-    let peer = FakePd::start(Reply::Ok(members_json(&["pd-0", "pd-10", "pd-11"])));
+    let peer = FakePd::answering(ok(&members_json(&["pd-0", "pd-10", "pd-11"])));
     let join_urls = format!("{},http://nonexistent.invalid:2379", peer.url);
     let output = pd.join(&join_urls);
     let args = pd.args(&format!("--join={join_urls}"));
     pd.sandbox.assert_execd(&output, &args);
-    assert_eq!(peer.requests(), [MEMBERS_PATH]);
+    assert_eq!(peer.request_lines(), [MEMBERS_PATH]);
 }
 
 #[test]
 fn pd_join_is_refused_while_the_name_is_still_a_member() {
     let pd = PdStart::new();
-    let peer = FakePd::start(Reply::Ok(members_json(&["pd-0", "pd-1", "pd-2"])));
+    let peer = FakePd::answering(ok(&members_json(&["pd-0", "pd-1", "pd-2"])));
     // The first endpoint does not answer; the second one decides.
     let output = pd.join(&format!("{},{}", refused_url(), peer.url));
     pd.sandbox.assert_refused(&output, "pd-start: ");
@@ -658,7 +523,7 @@ struct TidbStart {
 impl TidbStart {
     fn new() -> TidbStart {
         TidbStart {
-            sandbox: Sandbox::new(TIDB_TOOLS),
+            sandbox: Sandbox::with_server(TIDB_TOOLS),
         }
     }
 

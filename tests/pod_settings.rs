@@ -3,10 +3,12 @@
 //! tools the script may use. A fake pd-ctl records each call's argv and can be
 //! told, through files next to it, to fail its first N calls.
 
-use std::os::unix::fs::{PermissionsExt, symlink};
+mod common;
+
+use common::{host_tool, stderr, stdout};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::thread;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 const PD_SETTINGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pod/pd-settings.sh");
@@ -21,17 +23,6 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What real pd-ctl prints when PD refuses or cannot be reached; it exits 0.
 const FAILED: &str = "Failed to set config: [PD:client:ErrClientGetLeader]get leader failed";
-
-fn host_tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").expect("PATH is set");
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .unwrap_or_else(|| panic!("{name} not found on the host PATH"))
-}
 
 /// The fake pd-ctl. Call n (from 1) writes its argv, NUL-terminated, to
 /// `call-n`. While n <= the number in `fail-first` it prints the text of
@@ -61,19 +52,16 @@ fi
 echo "Success!"
 "#;
 
+/// The common sandbox (bin folder of TOOLS) with the fake pd-ctl.
 struct Sandbox {
-    dir: tempfile::TempDir,
+    base: common::Sandbox,
 }
 
 impl Sandbox {
     fn new() -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        for tool in TOOLS {
-            symlink(host_tool(tool), bin.join(tool)).unwrap();
-        }
-        let sandbox = Sandbox { dir };
+        let sandbox = Sandbox {
+            base: common::Sandbox::new(TOOLS),
+        };
         let fake = format!("#!{}\n{FAKE_PD_CTL}", host_tool("bash").display());
         std::fs::write(sandbox.pd_ctl(), fake).unwrap();
         std::fs::set_permissions(sandbox.pd_ctl(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -82,7 +70,7 @@ impl Sandbox {
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.base.path(name)
     }
 
     fn pd_ctl(&self) -> PathBuf {
@@ -106,29 +94,14 @@ impl Sandbox {
             ("RETRY_SECONDS", "0"),
         ];
         all.extend_from_slice(env);
-        let mut child = Command::new(self.path("bin/bash"))
-            .arg(PD_SETTINGS)
+        let mut command = self.base.bash(PD_SETTINGS);
+        command
             .args(args)
-            .env_clear()
-            .env("PATH", self.path("bin"))
             .envs(all)
             // A pipe at EOF, not /dev/null: the script must not hand its
             // stdin to pd-ctl, which would read it as more arguments.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run bash");
-        drop(child.stdin.take());
-        let start = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if start.elapsed() > SCRIPT_DEADLINE {
-                child.kill().unwrap();
-                panic!("pd-settings.sh did not finish within {SCRIPT_DEADLINE:?}");
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        child.wait_with_output().unwrap()
+            .stdin(Stdio::piped());
+        common::output_within(&mut command, SCRIPT_DEADLINE, "pd-settings.sh")
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -148,14 +121,6 @@ impl Sandbox {
             })
             .collect()
     }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The argv pd-settings.sh gives pd-ctl for one setting.

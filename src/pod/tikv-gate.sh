@@ -23,7 +23,8 @@
 #   inferred: it comes with the Rocky Linux base image, not checked in the
 #   TiKV image itself.
 # - sleep is coreutils.
-# No here-documents or here-strings: bash writes those to a temp file once
+# No here-documents or here-strings, here or in pd-api.sh (which this script
+# sources; tests/pod_gate.rs checks both): bash writes those to a temp file once
 # they exceed a pipe buffer (64 KiB, a store list of some 40 stores), and the
 # Job's root filesystem is read-only with no /tmp.
 #
@@ -71,54 +72,10 @@ while [[ -n "$rest" ]]; do
 done
 ((${#wanted[@]} > 0)) || die "STORES='$STORES' names no store address"
 
-# json_flat prints every scalar of the JSON text on stdin as one line
-# "PATH<TAB>VALUE", PATH like .stores[0].store.address and VALUE the raw JSON
-# token (strings keep their quotes). Layout does not matter: PD indents its
-# replies, and compact JSON parses the same. A copy of the function in
-# tikv-prestop.sh and tikv-start.sh, which say more; tests/pod_gate.rs checks
-# that it stays the same.
-json_flat() {
-  local tok top path n
-  local -a kind=() base=() idx=() key=() want=()
-  while IFS= read -r tok; do
-    n=$((${#kind[@]} - 1))
-    top=""
-    if ((n >= 0)); then top="${kind[n]}"; fi
-    case "$tok" in
-      ,)
-        if [[ "$top" == "[" ]]; then idx[n]=$((idx[n] + 1)); else want[n]=1; fi
-        continue
-        ;;
-      "}" | "]")
-        ((n >= 0)) || return 1
-        unset "kind[n]" "base[n]" "idx[n]" "key[n]" "want[n]"
-        continue
-        ;;
-    esac
-    # An object expecting a key: this string is the key.
-    if [[ "$top" == "{" && "${want[n]}" == 1 ]]; then
-      tok="${tok#\"}"
-      key[n]="${tok%\"}"
-      want[n]=0
-      continue
-    fi
-    case "$top" in
-      "{") path="${base[n]}.${key[n]}" ;;
-      "[") path="${base[n]}[${idx[n]}]" ;;
-      *) path="" ;;
-    esac
-    case "$tok" in
-      "{" | "[")
-        kind+=("$tok")
-        base+=("$path")
-        idx+=(0)
-        key+=("")
-        want+=(1)
-        ;;
-      *) printf '%s\t%s\n' "$path" "$tok" ;;
-    esac
-  done < <(grep -oE '"([^"\\]|\\.)*"|[][{},]|[^][{}:,"[:space:]]+')
-}
+# json_tokens, json_flat and http_get come from pd-api.sh, next to this
+# script.
+# shellcheck source-path=SCRIPTDIR source=pd-api.sh
+source "${BASH_SOURCE[0]%/*}/pd-api.sh"
 
 # top_count: prints the top-level "count" of the JSON object on stdin, as in
 # PD's {"count":n,"regions":[..]}; fails when there is none, it is not a whole
@@ -128,7 +85,7 @@ json_flat() {
 # field order), and the answer is "not yet" however the rest reads. wget and
 # grep then end on their own when they can no longer write. A count of 0 is
 # trusted only once the whole object has been read (its list is empty).
-# Tokens as in json_flat.
+# Tokens from json_tokens.
 top_count() {
   local tok open="" name="" want_name=1 count=""
   while IFS= read -r tok; do
@@ -168,15 +125,9 @@ top_count() {
       fi
       count=0
     fi
-  done < <(grep -oE '"([^"\\]|\\.)*"|[][{},]|[^][{}:,"[:space:]]+' 2>/dev/null)
+  done < <(json_tokens 2>/dev/null)
   # The text ended inside the object: a truncated reply.
   return 1
-}
-
-# One try; no proxy, PD is in the cluster. Prints nothing and fails on
-# anything but a 2xx reply.
-http_get() {
-  wget -q -O - --no-proxy -t 1 -T "$HTTP_TIMEOUT_SECONDS" "$1" 2>/dev/null
 }
 
 # store_problems: reads json_flat's lines of PD's store list and prints, on

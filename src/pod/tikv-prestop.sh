@@ -68,106 +68,13 @@ HTTP_TIMEOUT_SECONDS="$(number HTTP_TIMEOUT_SECONDS 5)"
 PD_URL="${PD_URL%/}"
 marker="$DATA_DIR/.tidb-gitops-evicting"
 
-# >>> JSON parser: keep identical in tikv-prestop.sh and tikv-start.sh >>>
-# json_flat prints every scalar of the JSON text on stdin as one line
-# "PATH<TAB>VALUE", PATH like .stores[0].store.id and VALUE the raw JSON token
-# (strings keep their quotes and escapes; JSON strings hold no raw tab or
-# newline). grep -o splits the text into tokens (strings, brackets, commas and
-# bare numbers/true/false/null; colons are dropped, as keys are known by
-# position), so layout does not matter: PD indents its replies (inferred from
-# its use of render's IndentJSON; exact layout unverified), and compact JSON
-# parses the same. Lenient: a stray character is skipped, not reported.
-json_flat() {
-  local tok top path n
-  local -a kind=() base=() idx=() key=() want=()
-  while IFS= read -r tok; do
-    n=$((${#kind[@]} - 1))
-    top=""
-    if ((n >= 0)); then top="${kind[n]}"; fi
-    case "$tok" in
-      ,)
-        if [[ "$top" == "[" ]]; then idx[n]=$((idx[n] + 1)); else want[n]=1; fi
-        continue
-        ;;
-      "}" | "]")
-        ((n >= 0)) || return 1
-        unset "kind[n]" "base[n]" "idx[n]" "key[n]" "want[n]"
-        continue
-        ;;
-    esac
-    # An object expecting a key: this string is the key.
-    if [[ "$top" == "{" && "${want[n]}" == 1 ]]; then
-      tok="${tok#\"}"
-      key[n]="${tok%\"}"
-      want[n]=0
-      continue
-    fi
-    case "$top" in
-      "{") path="${base[n]}.${key[n]}" ;;
-      "[") path="${base[n]}[${idx[n]}]" ;;
-      *) path="" ;;
-    esac
-    case "$tok" in
-      "{" | "[")
-        kind+=("$tok")
-        base+=("$path")
-        idx+=(0)
-        key+=("")
-        want+=(1)
-        ;;
-      *) printf '%s\t%s\n' "$path" "$tok" ;;
-    esac
-  done < <(grep -oE '"([^"\\]|\\.)*"|[][{},]|[^][{}:,"[:space:]]+')
-}
+# json_flat, json_value, store_id_of and http_get come from pd-api.sh, next
+# to this script.
+# shellcheck source-path=SCRIPTDIR source=pd-api.sh
+source "${BASH_SOURCE[0]%/*}/pd-api.sh"
 
-# json_value PATH: prints the value at PATH from json_flat's lines on stdin;
-# returns 1 when there is none.
-json_value() {
-  local path value
-  while IFS=$'\t' read -r path value; do
-    if [[ "$path" == "$1" ]]; then
-      printf '%s\n' "$value"
-      return 0
-    fi
-  done
-  return 1
-}
-
-# store_id_of JSON: prints the id of the one store in PD's store list
-# (GET /pd/api/v1/stores) whose store.address is ADVERTISE_ADDR. Returns 1 when
-# there is none, more than one, or the text is not such a list.
-store_id_of() {
-  local flat path value i
-  local -A ids=() addresses=()
-  local -a found=()
-  local re='^[.]stores[[]([0-9]+)[]][.]store[.](id|address)$'
-  flat="$(json_flat <<<"$1")" || return 1
-  while IFS=$'\t' read -r path value; do
-    [[ "$path" =~ $re ]] || continue
-    if [[ "${BASH_REMATCH[2]}" == id ]]; then
-      ids[${BASH_REMATCH[1]}]="$value"
-    else
-      addresses[${BASH_REMATCH[1]}]="$value"
-    fi
-  done <<<"$flat"
-  for i in "${!addresses[@]}"; do
-    if [[ "${addresses[$i]}" == "\"$ADVERTISE_ADDR\"" ]]; then
-      found+=("${ids[$i]:-}")
-    fi
-  done
-  if ((${#found[@]} != 1)) || ! [[ "${found[0]}" =~ ^[0-9]+$ ]]; then
-    return 1
-  fi
-  printf '%s\n' "${found[0]}"
-}
-# <<< JSON parser <<<
-
-# One try each; no proxy, PD is in the cluster. Fails on anything but a 2xx
+# http_post_json URL JSON: one try, as http_get. Fails on anything but a 2xx
 # reply.
-http_get() {
-  wget -q -O - --no-proxy -t 1 -T "$HTTP_TIMEOUT_SECONDS" "$1" 2>/dev/null
-}
-
 http_post_json() {
   wget -q -O - --no-proxy -t 1 -T "$HTTP_TIMEOUT_SECONDS" \
     --header='Content-Type: application/json' --post-data="$2" "$1" 2>/dev/null
@@ -193,7 +100,7 @@ if ! stores="$(http_get "$PD_URL/pd/api/v1/stores")"; then
   log "PD at $PD_URL did not answer GET /pd/api/v1/stores; stopping without evicting leaders"
   exit 0
 fi
-if ! id="$(store_id_of "$stores")"; then
+if ! id="$(store_id_of "$stores" "$ADVERTISE_ADDR")"; then
   log "PD lists no single store with address $ADVERTISE_ADDR; stopping without evicting leaders"
   exit 0
 fi
