@@ -69,7 +69,11 @@ fn unsafe_plan(base: &Files, new: &Files, expected: &str) -> Plan {
             .unwrap()
             .acknowledged
     );
-    assert!(!plan(Some(base), new, &[p.hash.clone()]).unwrap().refused());
+    assert!(
+        !plan(Some(base), new, std::slice::from_ref(&p.hash))
+            .unwrap()
+            .refused()
+    );
     p
 }
 
