@@ -16,7 +16,7 @@
 //! | TiKV instances of failure domain D | 10000 + 2 × lock's number of D | `{..}-tikv-{D}-{N / 250}` |
 //! | the gate Job after D's wave | the same + 1 | `{..}-tikv-gate-{D}` |
 //! | TiKV `tikv-N` without an isolation level (and its gate) | 10000 + 2N (+ 1) | `{..}-tikv-N` |
-//! | PD settings Job (PD's stored tables, through pd-ctl) | 9999 | `09999-pd-settings` |
+//! | PD settings Job (PD's stored tables, through PD's API) | 19999 | `19999-pd-settings` |
 //! | TiDB | 20000 | `20000-tidb` |
 //!
 //! PD members come one wave each (the first bootstraps, the others join in
@@ -44,8 +44,9 @@ pub const CHUNK: u32 = 250;
 pub const WAVE_BASE: u32 = 0;
 pub const WAVE_SHARED: u32 = 1;
 pub const WAVE_PD: u32 = 100;
-/// After every PD member, before any TiKV.
-pub const WAVE_PD_SETTINGS: u32 = 9_999;
+/// After every TiKV wave (PD accepts replication changes only once the
+/// first store has bootstrapped the cluster), before TiDB.
+pub const WAVE_PD_SETTINGS: u32 = 19_999;
 pub const WAVE_TIKV: u32 = 10_000;
 pub const WAVE_TIDB: u32 = 20_000;
 
@@ -158,10 +159,10 @@ fn wave_of(model: &Model, lock: &Lock, role: &Role) -> Result<(u32, String), Box
         ),
         Role::Workload(id) if id.component == Component::Pd => {
             let number = WAVE_PD + id.ordinal;
-            if number >= WAVE_PD_SETTINGS {
+            if number >= WAVE_TIKV {
                 return Err(Box::new(Diagnostic::error(format!(
                     "PD instance `{id}` needs wave {number}, past the PD range (ordinals up to {})",
-                    WAVE_PD_SETTINGS - WAVE_PD - 1
+                    WAVE_TIKV - WAVE_PD - 1
                 ))
                 .hint("this many PD replacements is not supported; report it as a bug")));
             }
@@ -229,11 +230,11 @@ fn tikv_wave(
         None => (id.ordinal, None),
     };
     let number = u64::from(WAVE_TIKV) + 2 * u64::from(index);
-    if number + 1 >= u64::from(WAVE_TIDB) {
+    if number + 1 >= u64::from(WAVE_PD_SETTINGS) {
         return Err(Box::new(
             Diagnostic::error(format!(
                 "TiKV wave {index} of `{id}` is past the TiKV range (at most {} waves)",
-                (WAVE_TIDB - WAVE_TIKV) / 2
+                (WAVE_PD_SETTINGS - WAVE_TIKV) / 2
             ))
             .hint("use a coarser isolation_level in [topology], or replace fewer TiKV"),
         ));
@@ -287,7 +288,12 @@ fn check_dependencies(
     let namespace = by_kind("Namespace");
     let storage_class = by_kind("StorageClass");
     let config_maps = by_kind("ConfigMap");
-    let services = by_kind("Service");
+    // Services the workloads need before them: those of the shared wave
+    // (TiDB's client Service comes with TiDB).
+    let services: Vec<usize> = by_kind("Service")
+        .into_iter()
+        .filter(|&i| objects[i].role == Role::Shared)
+        .collect();
     let mut claims: BTreeMap<InstanceId, usize> = BTreeMap::new();
     let mut volumes: BTreeMap<InstanceId, usize> = BTreeMap::new();
     let mut workloads: BTreeMap<InstanceId, usize> = BTreeMap::new();

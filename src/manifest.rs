@@ -196,7 +196,7 @@ pub fn objects(
 ) -> Result<Vec<Object>, Vec<Diagnostic>> {
     let names = Names::new(model);
     let mut diagnostics = Vec::new();
-    let b = Builder::new(model, &names, configs);
+    let b = Builder::new(model, &names, configs, lock);
     let mut out = Vec::with_capacity(16 + lock.entries.len() * 3);
 
     out.push(b.namespace());
@@ -304,6 +304,8 @@ struct Builder<'a> {
     config_names: BTreeMap<Component, String>,
     config_texts: BTreeMap<Component, &'a str>,
     scripts_name: String,
+    /// The most running TiKV instances on one node.
+    tikv_per_node: u32,
 }
 
 fn obj(map: Value) -> Map<String, Value> {
@@ -314,7 +316,14 @@ fn obj(map: Value) -> Map<String, Value> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(model: &'a Model, names: &'a Names, configs: &'a Configs) -> Builder<'a> {
+    fn new(model: &'a Model, names: &'a Names, configs: &'a Configs, lock: &Lock) -> Builder<'a> {
+        let mut per_node: BTreeMap<&str, u32> = BTreeMap::new();
+        for e in &lock.entries {
+            if e.id.component == Component::Tikv && e.state != State::Failed {
+                *per_node.entry(e.node.0.as_str()).or_default() += 1;
+            }
+        }
+        let tikv_per_node = per_node.values().copied().max().unwrap_or(1);
         let texts = BTreeMap::from([
             (Component::Pd, configs.pd.as_str()),
             (Component::Tikv, configs.tikv.as_str()),
@@ -328,7 +337,7 @@ impl<'a> Builder<'a> {
                 // storage: a change to them must not restart PD (it would
                 // ignore them anyway); the settings Job applies it.
                 let hashed = match c {
-                    Component::Pd => pd_stored(text).0,
+                    Component::Pd => pd_stored(text).rest,
                     _ => text.to_string(),
                 };
                 (
@@ -348,6 +357,7 @@ impl<'a> Builder<'a> {
             config_names,
             config_texts: texts,
             scripts_name,
+            tikv_per_node,
         }
     }
 
@@ -525,6 +535,10 @@ impl<'a> Builder<'a> {
         if !tidb.service_annotations.is_empty() {
             client.value["metadata"]["annotations"] = json!(tidb.service_annotations);
         }
+        // In TiDB's wave, not the shared one: Argo CD counts a LoadBalancer
+        // Service as progressing until it has an address, which would hold
+        // back every wave after it.
+        client.role = Role::Tidb;
         vec![
             self.service(
                 &n.pd_service,
@@ -555,8 +569,8 @@ impl<'a> Builder<'a> {
     }
 
     /// PodDisruptionBudgets. PD: one member at a time keeps the quorum.
-    /// TiDB: one at a time keeps capacity. TiKV: as many as one node can
-    /// hold (`max_per_node`), so `kubectl drain` of one node can finish —
+    /// TiDB: one at a time keeps capacity. TiKV: as many as the fullest node
+    /// holds (from the lock, at most `max_per_node`), so `kubectl drain` of one node can finish —
     /// a budget of one would block forever on the second store of a node,
     /// because that pod cannot come back anywhere else while its node is
     /// cordoned. The stores of one node share its failure domain, so
@@ -564,7 +578,7 @@ impl<'a> Builder<'a> {
     /// nodes of two domains at once does not, and the budget cannot tell
     /// the two apart (README "Node maintenance").
     fn disruption_budgets(&self) -> Vec<Object> {
-        let tikv = self.model.cluster.tikv.max_per_node.unwrap_or(1).max(1);
+        let tikv = self.tikv_per_node.max(1);
         [
             (Component::Pd, 1),
             (Component::Tikv, tikv),
@@ -757,7 +771,7 @@ impl<'a> Builder<'a> {
                 "spec": {
                     "minReadySeconds": 0,
                     "persistentVolumeClaimRetentionPolicy": { "whenDeleted": "Retain", "whenScaled": "Retain" },
-                    "podManagementPolicy": "OrderedReady",
+                    "podManagementPolicy": "Parallel",
                     "replicas": 1,
                     "revisionHistoryLimit": 10,
                     "selector": { "matchLabels": selector },
@@ -866,14 +880,15 @@ impl<'a> Builder<'a> {
             "PROBE_URLS",
             format!("{},{}", self.names.pd_url(), self.names.pd_peer_url()),
         ));
-        // `/pd/api/v2/ready` (region metadata loaded) exists from v8.5.2.
-        // Before it, `/pd/api/v1/health` answers 200 once the member list can
-        // be read, which needs a working quorum (FACTS §4, §5).
+        // `/pd/api/v2/ready` (region metadata loaded, answered locally)
+        // exists from v8.5.2 (FACTS §4, §5). Before it, the client port: the
+        // other endpoints ask every member in turn, so one member down would
+        // make all of them unready and empty PD's client Service.
         let v = &self.model.cluster.version;
-        let ready_path = if (v.major, v.minor, v.patch) >= (8, 5, 2) {
-            "/pd/api/v2/ready"
+        let readiness = if (v.major, v.minor, v.patch) >= (8, 5, 2) {
+            http_probe("/pd/api/v2/ready", PD_CLIENT_PORT)
         } else {
-            "/pd/api/v1/health"
+            tcp_probe(PD_CLIENT_PORT)
         };
         let stateful = self.stateful(Component::Pd);
         json!({
@@ -889,7 +904,7 @@ impl<'a> Builder<'a> {
                 port("client", PD_CLIENT_PORT),
                 port("peer", PD_PEER_PORT),
             ],
-            "readinessProbe": http_probe(ready_path, PD_CLIENT_PORT),
+            "readinessProbe": readiness,
             "resources": resources(&stateful.requests, &stateful.limits),
             "securityContext": security_context(),
             "terminationMessagePath": "/dev/termination-log",
@@ -979,30 +994,50 @@ impl<'a> Builder<'a> {
     /// `ttlSecondsAfterFinished`, because a GitOps tool would create a
     /// deleted Job again and run it twice.
     fn pd_settings(&self) -> Object {
-        let (_, settings) = pd_stored(self.config_texts[&Component::Pd]);
-        let args: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let joined = args.join("\n");
-        let name = format!(
-            "{}-pd-settings-{}",
-            self.names.cluster,
-            content_hash([("settings", joined.as_str())])
-        );
+        let stored = pd_stored(self.config_texts[&Component::Pd]);
         let mut command = vec![
             "/bin/bash".to_string(),
             format!("{SCRIPTS_DIR}/pd-settings.sh"),
         ];
-        command.extend(args);
+        command.extend(stored.schedule.iter().map(|(k, v)| format!("{k}={v}")));
+        let mut vars = vec![("PD_URL", self.names.pd_url())];
+        if let Some(json) = stored.replication {
+            vars.push(("REPLICATION_JSON", json));
+        }
+        self.named_job(
+            "pd-settings",
+            Role::PdSettings,
+            Component::Pd,
+            command,
+            &vars,
+            1_800,
+        )
+    }
+
+    /// A Job named by the hash of its whole spec (settings, image, scripts,
+    /// tolerations): the API server refuses to change a Job's pod template,
+    /// so any change must be a new Job, and an unchanged one stays done.
+    fn named_job(
+        &self,
+        what: &str,
+        role: Role,
+        component: Component,
+        command: Vec<String>,
+        vars: &[(&str, String)],
+        deadline_seconds: u32,
+    ) -> Object {
+        let mut value = self.job("", what, component, command, vars, deadline_seconds);
+        let spec = value["spec"].to_string();
+        let name = format!(
+            "{}-{what}-{}",
+            self.names.cluster,
+            content_hash([("spec", spec.as_str())])
+        );
+        value["metadata"]["name"] = json!(name);
         Object {
-            role: Role::PdSettings,
+            role,
             kind: "Job",
-            value: self.job(
-                &name,
-                "pd-settings",
-                Component::Pd,
-                command,
-                &[("PD_URL", self.names.pd_url())],
-                1_800,
-            ),
+            value,
             name,
         }
     }
@@ -1106,13 +1141,6 @@ impl<'a> Builder<'a> {
                 _ => None,
             })
             .collect();
-        let templates: Vec<String> = workloads
-            .iter()
-            .map(|w| w.value["spec"]["template"].to_string())
-            .collect();
-        let mut parts = vec![("domain", domain)];
-        parts.extend(templates.iter().map(|t| ("template", t.as_str())));
-        let name = format!("{}-tikv-gate-{}", self.names.cluster, content_hash(parts));
         let ids = workloads
             .iter()
             .filter_map(|w| match w.role {
@@ -1120,22 +1148,27 @@ impl<'a> Builder<'a> {
                 _ => None,
             })
             .collect();
-        Object {
-            role: Role::TikvGate(ids),
-            kind: "Job",
-            value: self.job(
-                &name,
-                "tikv-gate",
-                Component::Tikv,
-                vec!["/bin/bash".into(), format!("{SCRIPTS_DIR}/tikv-gate.sh")],
-                &[
-                    ("PD_URL", self.names.pd_url()),
-                    ("STORES", stores.join(",")),
-                ],
-                21_600,
-            ),
-            name,
-        }
+        // The name must change whenever the wave's pods change, so the gate
+        // runs again after every rollout of its wave: their templates' hash
+        // is part of the Job's spec.
+        let templates: Vec<String> = workloads
+            .iter()
+            .map(|w| w.value["spec"]["template"].to_string())
+            .collect();
+        let mut parts = vec![("domain", domain)];
+        parts.extend(templates.iter().map(|t| ("template", t.as_str())));
+        self.named_job(
+            "tikv-gate",
+            Role::TikvGate(ids),
+            Component::Tikv,
+            vec!["/bin/bash".into(), format!("{SCRIPTS_DIR}/tikv-gate.sh")],
+            &[
+                ("PD_URL", self.names.pd_url()),
+                ("STORES", stores.join(",")),
+                ("WAVE", content_hash(parts)),
+            ],
+            21_600,
+        )
     }
 
     fn tidb(&self) -> Object {
@@ -1160,11 +1193,14 @@ impl<'a> Builder<'a> {
         ];
         let mut mounts = vec![
             mount("config", "/etc/tidb", true),
+            mount("log", "/var/log/tidb", false),
             mount("scripts", SCRIPTS_DIR, true),
             mount("tmp", "/tmp", false),
         ];
         let mut volumes = vec![
             json!({ "name": "config", "configMap": { "defaultMode": 420, "name": self.config_names[&Component::Tidb] } }),
+            // The slow-query log (tidb.toml points there).
+            json!({ "name": "log", "emptyDir": {} }),
             json!({ "name": "scripts", "configMap": { "defaultMode": 493, "name": self.scripts_name } }),
             json!({ "name": "tmp", "emptyDir": {} }),
         ];
@@ -1173,6 +1209,11 @@ impl<'a> Builder<'a> {
                 "ROOT_PASSWORD_FILE",
                 format!("/etc/tidb-root/{ROOT_PASSWORD_KEY}"),
             ));
+            // The SQL file that sets the password lives in memory, never on
+            // the node's disk.
+            vars.push(("INIT_SQL", "/var/run/tidb-gitops/init.sql".to_string()));
+            mounts.push(mount("init", "/var/run/tidb-gitops", false));
+            volumes.push(json!({ "name": "init", "emptyDir": { "medium": "Memory" } }));
             mounts.push(mount("root-password", "/etc/tidb-root", true));
             volumes.insert(
                 1,
@@ -1257,29 +1298,48 @@ pub fn scripts() -> [(&'static str, &'static str); 9] {
     ]
 }
 
-/// Splits a rendered pd.toml into the text without PD's stored tables (what
-/// names its ConfigMap) and those tables' settings as pd-ctl `config set`
-/// pairs: the key without its table, arrays joined by commas.
-pub fn pd_stored(text: &str) -> (String, Vec<(String, String)>) {
+/// PD's stored settings of a rendered pd.toml: `[replication]` as the JSON
+/// body of `POST /pd/api/v1/config/replicate` (lists as comma-joined
+/// strings and booleans as strings, as that API takes them, FACTS §3), and
+/// `[schedule]` as pd-ctl `config set` pairs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PdStored {
+    /// The text without the stored tables: what names PD's ConfigMap.
+    pub rest: String,
+    pub replication: Option<String>,
+    pub schedule: Vec<(String, String)>,
+}
+
+pub fn pd_stored(text: &str) -> PdStored {
     let Ok(mut table) = text.parse::<toml::Table>() else {
-        return (text.to_string(), Vec::new());
+        return PdStored {
+            rest: text.to_string(),
+            ..PdStored::default()
+        };
     };
-    let mut settings = Vec::new();
-    for name in PD_STORED_TABLES {
-        if let Some(toml::Value::Table(stored)) = table.remove(name) {
-            flatten_settings("", &stored, &mut settings);
-        }
+    let mut stored = PdStored::default();
+    if let Some(toml::Value::Table(replication)) = table.remove("replication") {
+        let mut pairs = Vec::new();
+        flatten_settings("", &replication, &mut pairs);
+        let body: Map<String, Value> = replication
+            .iter()
+            .filter_map(|(k, v)| {
+                let value = match v {
+                    toml::Value::Integer(i) => json!(i),
+                    toml::Value::Float(f) => json!(f),
+                    toml::Value::Table(_) => return None,
+                    _ => json!(pairs.iter().find(|(key, _)| key == k)?.1),
+                };
+                Some((k.clone(), value))
+            })
+            .collect();
+        stored.replication = Some(Value::Object(body).to_string());
     }
-    // PD accepts an isolation level only if it is one of the location
-    // labels (FACTS §3). When both are set, clear the level first, then set
-    // the labels, then the level, so any change of the two goes through.
-    let position = |key: &str| settings.iter().position(|(k, _)| k == key);
-    if let (Some(labels), Some(_)) = (position("location-labels"), position("isolation-level")) {
-        let labels = settings.remove(labels);
-        settings.insert(0, labels);
-        settings.insert(0, ("isolation-level".to_string(), String::new()));
+    if let Some(toml::Value::Table(schedule)) = table.remove("schedule") {
+        flatten_settings("", &schedule, &mut stored.schedule);
     }
-    (toml::to_string(&table).unwrap_or_default(), settings)
+    stored.rest = toml::to_string(&table).unwrap_or_default();
+    stored
 }
 
 fn flatten_settings(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
@@ -1342,6 +1402,17 @@ fn mount(name: &str, path: &str, read_only: bool) -> Value {
 
 fn port(name: &str, port: u16) -> Value {
     json!({ "containerPort": port, "name": name, "protocol": "TCP" })
+}
+
+fn tcp_probe(port: u16) -> Value {
+    json!({
+        "failureThreshold": 3,
+        "initialDelaySeconds": 5,
+        "periodSeconds": 10,
+        "successThreshold": 1,
+        "tcpSocket": { "port": port },
+        "timeoutSeconds": 3,
+    })
 }
 
 fn http_probe(path: &str, port: u16) -> Value {
@@ -1415,29 +1486,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pd_stored_settings_leave_the_hashed_text_and_order_labels_before_the_level() {
-        let text = "[log]\nlevel = \"info\"\n\n[replication]\nisolation-level = \"zone\"\nlocation-labels = [\"zone\", \"host\"]\nmax-replicas = 3\n\n[schedule]\nleader-schedule-limit = 4\n";
-        let (rest, settings) = pd_stored(text);
-        assert!(
-            rest.contains("[log]") && !rest.contains("replication") && !rest.contains("schedule")
-        );
-        let pairs: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    fn pd_stored_settings_leave_the_hashed_text() {
+        let text = "[log]\nlevel = \"info\"\n\n[replication]\nisolation-level = \"zone\"\nlocation-labels = [\"zone\", \"host\"]\nmax-replicas = 3\nstrictly-match-label = true\n\n[schedule]\nleader-schedule-limit = 4\n";
+        let stored = pd_stored(text);
+        assert!(stored.rest.contains("[log]"));
+        assert!(!stored.rest.contains("replication") && !stored.rest.contains("schedule"));
+        // One JSON body, validated by PD as a whole: lists comma-joined,
+        // booleans as strings, numbers as numbers.
         assert_eq!(
-            pairs,
-            [
-                "isolation-level=",
-                "location-labels=zone,host",
-                "isolation-level=zone",
-                "max-replicas=3",
-                "leader-schedule-limit=4"
-            ]
+            stored.replication.as_deref(),
+            Some(
+                r#"{"isolation-level":"zone","location-labels":"zone,host","max-replicas":3,"strictly-match-label":"true"}"#
+            )
         );
-        // Without an isolation level nothing is cleared.
-        let (_, settings) = pd_stored("[replication]\nlocation-labels = [\"host\"]\n");
         assert_eq!(
-            settings,
-            [("location-labels".to_string(), "host".to_string())]
+            stored.schedule,
+            [("leader-schedule-limit".to_string(), "4".to_string())]
         );
+        assert_eq!(pd_stored("[log]\n").replication, None);
     }
 
     #[test]

@@ -576,15 +576,31 @@ fn settings_job(files: &Files) -> Result<Option<(String, Vec<String>)>, String> 
             .into_iter()
             .next()
         {
-            let args = doc["spec"]["template"]["spec"]["containers"][0]["command"]
+            let container = &doc["spec"]["template"]["spec"]["containers"][0];
+            // The replication settings travel as one JSON body in the
+            // environment, the others as `key=value` arguments.
+            let mut args: Vec<String> = container["env"]
                 .as_array()
-                .map(|c| {
-                    c.iter()
-                        .skip(2)
-                        .filter_map(|a| a.as_str().map(str::to_string))
-                        .collect()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["name"] == "REPLICATION_JSON")
+                .filter_map(|e| serde_json::from_str::<Value>(e["value"].as_str()?).ok())
+                .filter_map(|body| body.as_object().cloned())
+                .flat_map(|body| {
+                    body.into_iter().map(|(k, v)| match v {
+                        Value::String(s) => format!("{k}={s}"),
+                        other => format!("{k}={other}"),
+                    })
                 })
-                .unwrap_or_default();
+                .collect();
+            args.extend(
+                container["command"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .skip(2)
+                    .filter_map(|a| a.as_str().map(str::to_string)),
+            );
             return Ok(Some((folder, args)));
         }
     }

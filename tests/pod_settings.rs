@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const PD_SETTINGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/pod/pd-settings.sh");
 
 /// Tools the script may use; both are in the PD image.
-const TOOLS: &[&str] = &["bash", "sleep"];
+const TOOLS: &[&str] = &["bash", "sleep", "wget"];
 
 const PD_URL: &str = "http://prod-pd.tidb-prod.svc:2379";
 
@@ -328,4 +328,58 @@ fn no_arguments_applies_nothing() {
     assert_exit(&output, 0);
     assert_eq!(stdout(&output), "pd-settings: 0 settings applied\n");
     assert!(sandbox.calls().is_empty());
+}
+
+#[test]
+fn replication_goes_to_pd_in_one_request_before_the_other_settings() {
+    let pd = common::FakePd::start();
+    pd.on(
+        "POST /pd/api/v1/config/replicate",
+        vec![
+            common::Reply::Status(500, "\"not leader\"".into()),
+            common::ok("\"The config is updated.\""),
+        ],
+    );
+    let sandbox = Sandbox::new();
+    let json = r#"{"isolation-level":"zone","location-labels":"zone,host","max-replicas":3}"#;
+    let output = sandbox.run_with(
+        &["leader-schedule-limit=4"],
+        &[("PD_URL", pd.url.as_str()), ("REPLICATION_JSON", json)],
+    );
+    assert_exit(&output, 0);
+    let posts: Vec<_> = pd
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/pd/api/v1/config/replicate")
+        .collect();
+    assert_eq!(posts.len(), 2, "retried once after the 500");
+    assert!(posts.iter().all(|r| r.body == json), "{posts:?}");
+    assert_eq!(posts[1].content_type.as_deref(), Some("application/json"));
+    // pd-ctl ran after the replication config was accepted.
+    let calls = sandbox.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0][1], pd.url);
+    assert!(stdout(&output).contains("set replication"));
+}
+
+#[test]
+fn a_refused_replication_config_stops_before_the_other_settings() {
+    let pd = common::FakePd::start();
+    pd.on(
+        "POST /pd/api/v1/config/replicate",
+        vec![common::Reply::Status(400, "\"invalid\"".into())],
+    );
+    let sandbox = Sandbox::new();
+    let output = sandbox.run_with(
+        &["leader-schedule-limit=4"],
+        &[
+            ("PD_URL", pd.url.as_str()),
+            ("REPLICATION_JSON", r#"{"max-replicas":3}"#),
+            ("ATTEMPTS", "2"),
+        ],
+    );
+    assert_exit(&output, 1);
+    assert!(stderr(&output).contains("could not set the replication config"));
+    assert_eq!(pd.calls().len(), 2);
+    assert!(sandbox.calls().is_empty(), "pd-ctl must not run");
 }

@@ -465,15 +465,19 @@ graceful-wait-before-shutdown = 30
         );
         let tidb = parse(&configs.tidb);
         assert_eq!(
-            get(&tidb, "instance.tidb_server_memory_limit").and_then(|v| v.as_str()),
-            Some("27487790694")
+            get(&tidb, "performance.server-memory-quota").and_then(|v| v.as_integer()),
+            Some(27487790694)
+        );
+        assert_eq!(
+            get(&tidb, "log.slow-query-file").and_then(|v| v.as_str()),
+            Some("/var/log/tidb/slow.log")
         );
         assert_eq!(
             get(&tidb, "graceful-wait-before-shutdown").and_then(|v| v.as_integer()),
             Some(10)
         );
         assert!(
-            configs.tidb.contains("unverified against the references"),
+            configs.tidb.contains("unverified whether v8.5 reads it"),
             "{}",
             configs.tidb
         );
@@ -503,11 +507,11 @@ graceful-wait-before-shutdown = 30
             configs.tikv
         );
         let tidb = parse(&configs.tidb);
-        assert_eq!(get(&tidb, "instance"), None);
+        assert_eq!(get(&tidb, "performance"), None);
         assert!(
             configs
                 .tidb
-                .contains("instance.tidb_server_memory_limit: not set"),
+                .contains("performance.server-memory-quota: not set"),
             "{}",
             configs.tidb
         );

@@ -26,11 +26,7 @@ const TIDB: &str = include_str!("keys/tidb.txt");
 /// warning, and a typo of one deserves a suggestion.
 fn own_keys(component: Component) -> &'static [&'static str] {
     match component {
-        // TiDB's per-instance memory limit joined the `[instance]` section
-        // after the reference copy of config.toml.example was taken, so it is
-        // unverified against the references (see `render`).
-        Component::Tidb => &["instance.tidb_server_memory_limit"],
-        Component::Pd | Component::Tikv => &[],
+        Component::Tidb | Component::Pd | Component::Tikv => &[],
     }
 }
 
@@ -224,7 +220,7 @@ mod tests {
         let tidb = Reference::of(Component::Tidb);
         assert!(tidb.knows(&path("graceful-wait-before-shutdown")));
         assert!(tidb.knows(&path("log.file.max-size")));
-        assert!(tidb.knows(&path("instance.tidb_server_memory_limit")));
+        assert!(tidb.knows(&path("performance.server-memory-quota")));
         // Prose tables in the templates are not keys.
         assert!(!tikv.keys.iter().any(|k| {
             k.rsplit('.')

@@ -148,14 +148,12 @@ fn tidb_settings(model: &Model) -> Vec<Setting> {
         value: Some(toml::Value::Integer(TIDB_GRACEFUL_WAIT_SECONDS)),
         why: "seconds from SIGTERM (when /status turns 500) to closing the listeners, so clients move away first".to_string(),
     };
-    // The per-instance memory limit. TiDB's own default is 80% of the memory
-    // it detects, which without a container limit is the node's. The key is
-    // the `[instance]` form of the `tidb_server_memory_limit` variable (a
-    // string: a byte count, a size with a unit, or a percentage); set in the
-    // file it overrides the cluster-wide variable for this instance. It is
-    // newer than the reference copy of TiDB's config.toml.example, so it is
-    // unverified against the references: a TiDB release that does not know
-    // it logs a warning about an unknown config item and ignores it.
+    // The instance's memory quota. `performance.server-memory-quota` (bytes,
+    // in the references) is what TiDB's config file offers; from v6.5 the
+    // `tidb_server_memory_limit` variable takes over, and its default (80%
+    // of the memory TiDB detects, the container's limit under cgroups)
+    // matches this value. Whether v8.5 still reads the deprecated key is
+    // unverified; writing it keeps the limit explicit in review either way.
     let (value, why) = match pod_memory("tidb", &tidb.limits, &tidb.requests) {
         Some((source, memory)) => {
             let bytes = share_of_bytes(memory, TIDB_MEMORY_PERCENT);
@@ -166,9 +164,11 @@ fn tidb_settings(model: &Model) -> Vec<Setting> {
                 )
             } else {
                 (
-                    Some(toml::Value::String(bytes.to_string())),
+                    Some(toml::Value::Integer(
+                        i64::try_from(bytes).unwrap_or(i64::MAX),
+                    )),
                     format!(
-                        "{TIDB_MEMORY_PERCENT}% of {source} ({memory}) in bytes (unverified against the references, which predate this key)"
+                        "{TIDB_MEMORY_PERCENT}% of {source} ({memory}) in bytes (deprecated since v6.5 in favour of the tidb_server_memory_limit variable, whose default matches; unverified whether v8.5 reads it)"
                     ),
                 )
             }
@@ -180,15 +180,26 @@ fn tidb_settings(model: &Model) -> Vec<Setting> {
             ),
         ),
     };
+    // The default slow-query file is relative to TiDB's working directory,
+    // the read-only root of the image; the pod mounts a writable folder here.
+    let slow_log = Setting {
+        key: "log.slow-query-file",
+        value: Some(toml::Value::String(TIDB_SLOW_LOG.to_string())),
+        why: "the default is relative to the read-only root filesystem; the pod mounts an emptyDir at /var/log/tidb".to_string(),
+    };
     vec![
         graceful,
+        slow_log,
         Setting {
-            key: "instance.tidb_server_memory_limit",
+            key: "performance.server-memory-quota",
             value,
             why,
         },
     ]
 }
+
+/// Where TiDB writes its slow-query log (an emptyDir in the pod).
+pub const TIDB_SLOW_LOG: &str = "/var/log/tidb/slow.log";
 
 fn component(component: Component, settings: Vec<Setting>, config: &toml::Table) -> String {
     let reference = Reference::of(component);

@@ -8,13 +8,17 @@
 # GitOps tools do not rerun a completed Job, and a new set of settings gets a
 # new Job. Setting a value PD already holds is harmless, so reruns are safe.
 #
-# Arguments: one KEY=VALUE per setting, KEY being the pd-ctl config name
-# without its section (max-replicas=3, location-labels=zone,host,
-# isolation-level=zone). Applied in the order given: PD checks isolation-level
-# against location-labels, so location-labels must come first.
-# Env: PD_URL (e.g. http://prod-pd.tidb-prod.svc:2379), optional PD_CTL
-# (default /pd-ctl), ATTEMPTS (default 30), RETRY_SECONDS (default 10).
-# Tools: bash, sleep.
+# The [replication] settings come as one JSON object in REPLICATION_JSON and
+# go to PD in one request (POST /pd/api/v1/config/replicate, FACTS §3), so
+# PD validates location-labels and isolation-level together: set one at a
+# time, a change of both would be refused halfway. Then the arguments: one
+# KEY=VALUE per other setting, KEY being the pd-ctl config name without its
+# section (leader-schedule-limit=4), applied in the order given.
+# Env: PD_URL (e.g. http://prod-pd.tidb-prod.svc:2379), optional
+# REPLICATION_JSON, PD_CTL (default /pd-ctl), ATTEMPTS (default 30),
+# RETRY_SECONDS (default 10).
+# Tools: bash, sleep, wget (in the PD image, FACTS §1; the flags are GNU
+# wget's, inferred for the image).
 # Exit status: 0 all applied, 1 a setting failed ATTEMPTS times, 2 bad usage
 # (nothing was sent to PD).
 set -euo pipefail
@@ -47,6 +51,24 @@ for arg in "$@"; do
   keys+=("$key")
   values+=("${arg#*=}")
 done
+
+if [[ -n "${REPLICATION_JSON:-}" ]]; then
+  attempt=1
+  while :; do
+    status=0
+    output="$(wget -q -O - --no-proxy -t 1 -T 10 --header='Content-Type: application/json' \
+      --post-data="$REPLICATION_JSON" "$PD_URL/pd/api/v1/config/replicate" 2>&1)" || status=$?
+    ((status == 0)) && break
+    if ((attempt >= ATTEMPTS)); then
+      echo "pd-settings: could not set the replication config $REPLICATION_JSON at $PD_URL after $ATTEMPTS attempts; last output (exit status $status): $output" >&2
+      exit 1
+    fi
+    echo "pd-settings: attempt $attempt/$ATTEMPTS to set the replication config failed (exit status $status); retrying in ${RETRY_SECONDS}s" >&2
+    sleep "$RETRY_SECONDS"
+    attempt=$((attempt + 1))
+  done
+  echo "pd-settings: set replication $REPLICATION_JSON"
+fi
 
 for i in "${!keys[@]}"; do
   key="${keys[i]}"
