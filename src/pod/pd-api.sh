@@ -20,7 +20,7 @@
 #   inferred: it comes with the Rocky Linux base image, not checked in the
 #   TiKV image itself.
 # No here-documents or here-strings: tikv-gate.sh sources this file, and its
-# Job's root filesystem is read-only with no /tmp (see tikv-gate.sh).
+# Job's root filesystem is read-only (see tikv-gate.sh).
 
 # json_tokens prints the tokens of the JSON text on stdin, one a line:
 # strings (with their quotes and escapes; JSON strings hold no raw tab or

@@ -26,7 +26,8 @@
 # No here-documents or here-strings, here or in pd-api.sh (which this script
 # sources; tests/pod_gate.rs checks both): bash writes those to a temp file once
 # they exceed a pipe buffer (64 KiB, a store list of some 40 stores), and the
-# Job's root filesystem is read-only with no /tmp.
+# Job's root filesystem is read-only: only /tmp (an emptyDir) is writable, and
+# the script should not depend on it.
 #
 # PD endpoints, all GET:
 # - /pd/api/v1/stores: {"count":n,"stores":[{"store":{"address":..,
