@@ -303,7 +303,8 @@ struct Builder<'a> {
     names: &'a Names,
     config_names: BTreeMap<Component, String>,
     config_texts: BTreeMap<Component, &'a str>,
-    scripts_name: String,
+    /// The scripts ConfigMap of each component, by name.
+    scripts_names: BTreeMap<Component, String>,
     /// The most running TiKV instances on one node.
     tikv_per_node: u32,
 }
@@ -350,13 +351,23 @@ impl<'a> Builder<'a> {
                 )
             })
             .collect();
-        let scripts_name = format!("{}-scripts-{}", names.cluster, content_hash(scripts()));
+        let scripts_names = [Component::Pd, Component::Tikv, Component::Tidb]
+            .into_iter()
+            .map(|c| {
+                let name = format!(
+                    "{}-{c}-scripts-{}",
+                    names.cluster,
+                    content_hash(scripts(c).iter().copied())
+                );
+                (c, name)
+            })
+            .collect();
         Builder {
             model,
             names,
             config_names,
             config_texts: texts,
-            scripts_name,
+            scripts_names,
             tikv_per_node,
         }
     }
@@ -456,22 +467,26 @@ impl<'a> Builder<'a> {
                 }),
             });
         }
-        let mut data = Map::new();
-        for (key, text) in scripts() {
-            data.insert(key.into(), json!(text));
+        // One scripts ConfigMap per component, so a change to TiKV's
+        // scripts rolls TiKV alone.
+        for (component, name) in &self.scripts_names {
+            let mut data = Map::new();
+            for &(key, text) in scripts(*component) {
+                data.insert(key.to_string(), json!(text));
+            }
+            out.push(Object {
+                role: Role::Shared,
+                kind: "ConfigMap",
+                name: name.clone(),
+                value: json!({
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": self.metadata(name, true, self.labels(Some(*component)), false),
+                    "immutable": true,
+                    "data": data,
+                }),
+            });
         }
-        out.push(Object {
-            role: Role::Shared,
-            kind: "ConfigMap",
-            name: self.scripts_name.clone(),
-            value: json!({
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": self.metadata(&self.scripts_name, true, self.labels(None), false),
-                "immutable": true,
-                "data": data,
-            }),
-        });
         out
     }
 
@@ -753,7 +768,7 @@ impl<'a> Builder<'a> {
         let volumes = json!([
             { "name": "config", "configMap": { "defaultMode": 420, "name": self.config_names[&component] } },
             { "name": "data", "persistentVolumeClaim": { "claimName": self.names.claim(id) } },
-            { "name": "scripts", "configMap": { "defaultMode": 493, "name": self.scripts_name } },
+            { "name": "scripts", "configMap": { "defaultMode": 493, "name": self.scripts_names[&component] } },
             { "name": "tmp", "emptyDir": {} },
         ]);
         let mut pod_labels = self.instance_labels(entry);
@@ -1089,7 +1104,7 @@ impl<'a> Builder<'a> {
         spec.insert(
             "volumes".into(),
             json!([
-                { "name": "scripts", "configMap": { "defaultMode": 493, "name": self.scripts_name } },
+                { "name": "scripts", "configMap": { "defaultMode": 493, "name": self.scripts_names[&component] } },
                 { "name": "tmp", "emptyDir": {} },
             ]),
         );
@@ -1201,7 +1216,7 @@ impl<'a> Builder<'a> {
             json!({ "name": "config", "configMap": { "defaultMode": 420, "name": self.config_names[&Component::Tidb] } }),
             // The slow-query log (tidb.toml points there).
             json!({ "name": "log", "emptyDir": {} }),
-            json!({ "name": "scripts", "configMap": { "defaultMode": 493, "name": self.scripts_name } }),
+            json!({ "name": "scripts", "configMap": { "defaultMode": 493, "name": self.scripts_names[&Component::Tidb] } }),
             json!({ "name": "tmp", "emptyDir": {} }),
         ];
         if let Some(secret) = &tidb.root_password_secret {
@@ -1283,19 +1298,24 @@ fn with(mut value: Value, pointer: &str, part: Value) -> Value {
     value
 }
 
-/// The scripts ConfigMap's data, by key.
-pub fn scripts() -> [(&'static str, &'static str); 9] {
-    [
-        ("init-dir.sh", INIT_DIR_SH),
-        ("pd-api.sh", PD_API_SH),
-        ("pd-prestop.sh", PD_PRESTOP_SH),
-        ("pd-settings.sh", PD_SETTINGS_SH),
-        ("pd-start.sh", PD_START_SH),
-        ("tidb-start.sh", TIDB_START_SH),
-        ("tikv-gate.sh", TIKV_GATE_SH),
-        ("tikv-prestop.sh", TIKV_PRESTOP_SH),
-        ("tikv-start.sh", TIKV_START_SH),
-    ]
+/// The scripts a component's pods and Jobs run, by ConfigMap key.
+pub fn scripts(component: Component) -> &'static [(&'static str, &'static str)] {
+    match component {
+        Component::Pd => &[
+            ("init-dir.sh", INIT_DIR_SH),
+            ("pd-prestop.sh", PD_PRESTOP_SH),
+            ("pd-settings.sh", PD_SETTINGS_SH),
+            ("pd-start.sh", PD_START_SH),
+        ],
+        Component::Tikv => &[
+            ("init-dir.sh", INIT_DIR_SH),
+            ("pd-api.sh", PD_API_SH),
+            ("tikv-gate.sh", TIKV_GATE_SH),
+            ("tikv-prestop.sh", TIKV_PRESTOP_SH),
+            ("tikv-start.sh", TIKV_START_SH),
+        ],
+        Component::Tidb => &[("tidb-start.sh", TIDB_START_SH)],
+    }
 }
 
 /// PD's stored settings of a rendered pd.toml: `[replication]` as the JSON
