@@ -444,7 +444,25 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Hashed ConfigMaps are never pruned by Flux: Flux applies the shared
+    /// wave first and would delete the old ConfigMap while pods of later
+    /// waves still mount it, and such a pod, if recreated before its wave
+    /// (a drain during a rollout), could not start, so its store would stay
+    /// down and the gates would wait for ever. Argo CD prunes them after the
+    /// whole sync (`PruneLast`). Old ones stay under Flux until removed by
+    /// hand (README).
     fn config_maps(&self) -> Vec<Object> {
+        let mut out = self.config_maps_unpruned();
+        for object in &mut out {
+            let metadata = object.value["metadata"]
+                .as_object_mut()
+                .expect("metadata");
+            metadata.insert("annotations".into(), json!({ FLUX_PRUNE: "disabled" }));
+        }
+        out
+    }
+
+    fn config_maps_unpruned(&self) -> Vec<Object> {
         let mut out = Vec::new();
         for (component, text) in &self.config_texts {
             let name = &self.config_names[component];
