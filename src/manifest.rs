@@ -454,9 +454,7 @@ impl<'a> Builder<'a> {
     fn config_maps(&self) -> Vec<Object> {
         let mut out = self.config_maps_unpruned();
         for object in &mut out {
-            let metadata = object.value["metadata"]
-                .as_object_mut()
-                .expect("metadata");
+            let metadata = object.value["metadata"].as_object_mut().expect("metadata");
             metadata.insert("annotations".into(), json!({ FLUX_PRUNE: "disabled" }));
         }
         out
