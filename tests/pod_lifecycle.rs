@@ -588,13 +588,18 @@ fn tikv_prestop_exits_0_on_an_unexpected_error() {
 struct Start {
     sandbox: Sandbox,
     pd: FakePd,
+    /// This TiKV's own status server (GET /status).
+    status: FakePd,
 }
 
 impl Start {
     fn new() -> Start {
+        let status = FakePd::start();
+        status.on("GET /status", vec![ok("")]);
         Start {
             sandbox: sandbox(TIKV_START_TOOLS),
             pd: FakePd::start(),
+            status,
         }
     }
 
@@ -613,8 +618,10 @@ impl Start {
     fn run(&self, env: &[(&str, &str)]) -> Finished {
         let data = self.sandbox.data_dir();
         let server = self.sandbox.server();
+        let status_url = format!("{}/status", self.status.url);
         let mut all = vec![
             ("PD_URL", self.pd.url.as_str()),
+            ("STATUS_URL", status_url.as_str()),
             ("ADVERTISE_ADDR", ME),
             ("DATA_DIR", data.as_str()),
             ("TIKV_SERVER", server.to_str().unwrap()),
@@ -721,6 +728,26 @@ fn tikv_start_with_marker_removes_the_scheduler_once_the_store_is_up() {
     for line in start.sandbox.stderr().lines() {
         assert!(line.starts_with("tikv-start: "), "{line:?}");
     }
+}
+
+#[test]
+fn tikv_start_waits_for_its_own_status_server_before_it_asks_pd() {
+    let start = Start::new();
+    start.write_marker("4\nn\n");
+    // The status server answers only on the third try (recovery done).
+    start
+        .status
+        .on("GET /status", vec![status500(), Reply::Close, ok("")]);
+    start.pd.on(STORE_4, vec![store_in("Up")]).on(
+        REMOVE_SCHEDULER_4,
+        vec![ok("\"The scheduler is removed.\"\n")],
+    );
+    start.run(&[]);
+    start.wait_until_undone();
+    assert_eq!(start.status.calls().len(), 3, "{:?}", start.status.calls());
+    // PD was asked nothing until TiKV itself answered.
+    assert_eq!(start.pd.calls(), [STORE_4, REMOVE_SCHEDULER_4]);
+    start.sandbox.assert_logged("does not answer yet");
 }
 
 #[test]

@@ -3,13 +3,16 @@
 # receives the pod's signals.
 #
 # If the last stop evicted this store's leaders (tikv-prestop.sh left its
-# marker), a background loop removes the evict-leader scheduler once PD sees
-# the store Up again, then removes the marker. If the pod is stopped again
+# marker), a background loop removes the evict-leader scheduler once this
+# TiKV's status server answers and PD sees the store Up again, then removes
+# the marker. If the pod is stopped again
 # before the loop is done, the marker stays and the next start resumes it.
 #
 # Env: PD_URL (e.g. http://prod-pd.tidb-prod.svc:2379), ADVERTISE_ADDR (the
 # store address as TiKV registers it), DATA_DIR, optional TIKV_SERVER (default
-# /tikv-server), RETRY_SECONDS (default 10), HTTP_TIMEOUT_SECONDS (default 5).
+# /tikv-server), STATUS_URL (default http://127.0.0.1:20180/status, this
+# TiKV's status server), RETRY_SECONDS (default 10), HTTP_TIMEOUT_SECONDS
+# (default 5).
 # Arguments: tikv-server's, passed on unchanged.
 # Tools: bash, wget, grep, sleep, mv, rm.
 # - wget is in the TiKV image (verified; the operator needs it). The flags used
@@ -35,6 +38,7 @@ for v in PD_URL ADVERTISE_ADDR DATA_DIR; do
 done
 TIKV_SERVER="${TIKV_SERVER:-/tikv-server}"
 RETRY_SECONDS="${RETRY_SECONDS:-10}"
+STATUS_URL="${STATUS_URL:-http://127.0.0.1:20180/status}"
 HTTP_TIMEOUT_SECONDS="${HTTP_TIMEOUT_SECONDS:-5}"
 # Fractions allowed: sleep and wget -T take them.
 for v in RETRY_SECONDS HTTP_TIMEOUT_SECONDS; do
@@ -94,10 +98,16 @@ undo_eviction() {
     fi
   fi
 
-  # Up means TiKV registered again and heartbeats. Right after a quick restart
-  # PD may still show the old process's Up for a few seconds (unverified
-  # threshold); removing the scheduler that early is harmless: PD's leader
-  # transfers to a store that does not serve yet fail and are retried.
+  # First this TiKV's own status server: it answers only once recovery is
+  # done, while right after a quick restart PD may still show the old
+  # process's Up for a few seconds (unverified threshold). Leaders should
+  # come back only to a store that serves.
+  if ! http_get "$STATUS_URL" >/dev/null; then
+    log "TiKV's status server at $STATUS_URL does not answer yet; retrying in ${RETRY_SECONDS}s"
+    return 1
+  fi
+
+  # Up means TiKV registered again and heartbeats.
   if ! body="$(http_get "$PD_URL/pd/api/v1/store/$id")" || ! flat="$(json_flat <<<"$body")"; then
     log "PD did not answer GET /pd/api/v1/store/$id; retrying in ${RETRY_SECONDS}s"
     return 1
