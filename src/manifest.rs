@@ -1296,13 +1296,29 @@ impl<'a> Builder<'a> {
                     "serviceName": self.names.tidb_peer,
                     "template": {
                         "metadata": { "labels": self.selector(Component::Tidb) },
-                        "spec": self.pod_spec("", &tidb.tolerations, 60, Vec::new(), container, Value::Array(volumes)),
+                        "spec": tidb_spread(
+                            self.pod_spec("", &tidb.tolerations, 60, Vec::new(), container, Value::Array(volumes)),
+                            self.selector(Component::Tidb),
+                        ),
                     },
                     "updateStrategy": { "rollingUpdate": { "partition": 0 }, "type": "RollingUpdate" },
                 },
             }),
         }
     }
+}
+
+/// TiDB's pods spread over nodes where they can: two TiDB on one node
+/// would go down together in a node failure or drain. A preference, not a
+/// rule, so a small cluster still schedules every replica.
+fn tidb_spread(mut spec: Value, selector: Value) -> Value {
+    spec["topologySpreadConstraints"] = json!([{
+        "labelSelector": { "matchLabels": selector },
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+    }]);
+    spec
 }
 
 /// Moves `part` into `value` at `pointer` (which must exist, as `null`).
