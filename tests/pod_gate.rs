@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{FakePd, Reply, compact, host_tool, indent, not_bootstrapped, ok};
+use common::{FakePd, Reply, Store, compact, host_tool, indent, not_bootstrapped, ok, stores_json};
 use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -89,103 +89,19 @@ impl GatePd for FakePd {
 
 // ---------------------------------------------------------------- PD's JSON
 
-/// One entry of PD's store list, `{"store":{...},"status":{...}}`, indented
-/// as PD does.
-#[derive(Clone)]
-struct Store {
-    id: u64,
-    address: String,
-    peer_address: String,
-    state: &'static str,
-}
-
-impl Store {
-    fn new(id: u64, address: &str, state: &'static str) -> Store {
-        Store {
-            id,
-            address: address.to_owned(),
-            peer_address: address.to_owned(),
-            state,
-        }
-    }
-
-    fn json(&self) -> String {
-        let state = match self.state {
-            "Up" | "Disconnected" | "Down" => "\"node_state\": 1".to_owned(),
-            "Offline" => "\"state\": 1,\n    \"node_state\": 2".to_owned(),
-            "Tombstone" => "\"state\": 2,\n    \"node_state\": 3".to_owned(),
-            other => panic!("unknown state {other}"),
-        };
-        let Store {
-            id,
-            address,
-            peer_address,
-            state: state_name,
-        } = self;
-        let status_address = address.replace(":20160", ":20180");
-        format!(
-            r#"{{
-  "store": {{
-    "id": {id},
-    "address": "{address}",
-    "labels": [
-      {{
-        "key": "zone",
-        "value": "a"
-      }},
-      {{
-        "key": "host",
-        "value": "node-{id}"
-      }}
-    ],
-    "version": "8.5.1",
-    "peer_address": "{peer_address}",
-    "status_address": "{status_address}",
-    "git_hash": "5e6b8c1e2a9bb1fd5d4a5cba3a6a0a8d4e0f9b21",
-    "start_timestamp": 1730000000,
-    "deploy_path": "/data/tikv \"x\", {{y}}: [z] \\",
-    "last_heartbeat": 1730000123456789012,
-    {state},
-    "state_name": "{state_name}"
-  }},
-  "status": {{
-    "capacity": "1.718TiB",
-    "available": "1.5TiB",
-    "used_size": "12.5GiB",
-    "leader_count": 12,
-    "leader_weight": 1,
-    "leader_score": 12,
-    "leader_size": 1234,
-    "region_count": 36,
-    "region_weight": 1,
-    "region_score": 4012.5,
-    "region_size": 3600,
-    "slow_score": 1,
-    "start_ts": "2024-10-27T03:33:20Z",
-    "last_heartbeat_ts": "2024-10-27T03:35:23.456789012Z",
-    "uptime": "2m3.456789012s"
-  }}
-}}
-"#
-        )
-    }
-}
-
-/// PD's store list (GET /pd/api/v1/stores).
-fn stores_json(stores: &[Store]) -> String {
-    let entries: Vec<String> = stores.iter().map(|s| indent(&s.json(), 4)).collect();
-    format!(
-        "{{\n  \"count\": {},\n  \"stores\": [\n    {}\n  ]\n}}\n",
-        stores.len(),
-        entries.join(",\n    ")
-    )
+/// A store as PD lists it; its deploy path holds JSON punctuation, escaped
+/// quotes and a backslash, which the gate's parser must step over.
+fn store(id: u64, address: &str, state: &'static str) -> Store {
+    Store::new(id, address)
+        .state(state)
+        .deploy_path(r#"/data/tikv \"x\", {y}: [z] \\"#)
 }
 
 /// The wave's stores, all Up.
 fn wave_up() -> Vec<Store> {
     WAVE.iter()
         .zip([1, 4, 7])
-        .map(|(address, id)| Store::new(id, address, "Up"))
+        .map(|(address, id)| store(id, address, "Up"))
         .collect()
 }
 
@@ -569,25 +485,25 @@ fn gate_ignores_stores_outside_its_wave_but_not_their_down_peers() {
     let mut stores = wave_up();
     // Other waves' stores, in states that would block if they were this
     // wave's, and addresses that contain or resemble the wave's.
-    let mut lookalike = Store::new(
+    let mut lookalike = store(
         9,
         "prod-tikv-9-0.prod-tikv-peer.tidb-prod.svc:20160",
         "Down",
     );
     lookalike.peer_address = WAVE[0].to_owned();
     stores.extend([
-        Store::new(
+        store(
             2,
             "prod-tikv-1-0.prod-tikv-peer.tidb-prod.svc:20160",
             "Down",
         ),
-        Store::new(
+        store(
             5,
             "prod-tikv-4-0.prod-tikv-peer.tidb-prod.svc:20160",
             "Offline",
         ),
-        Store::new(8, &format!("x{}", WAVE[1]), "Disconnected"),
-        Store::new(10, &WAVE[2].replace("tidb-prod", "tidb-staging"), "Down"),
+        store(8, &format!("x{}", WAVE[1]), "Disconnected"),
+        store(10, &WAVE[2].replace("tidb-prod", "tidb-staging"), "Down"),
         lookalike,
     ]);
     gate.pd

@@ -8,7 +8,7 @@
 mod common;
 
 use common::not_bootstrapped as status500;
-use common::{FakePd, Hook, Reply, compact, indent, list, ok, refused_url, strings};
+use common::{FakePd, Hook, Reply, Store, compact, list, ok, refused_url, stores_json, strings};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
@@ -124,124 +124,6 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 /// This pod's store address.
 const ME: &str = "prod-tikv-3-0.prod-tikv-peer.tidb-prod.svc:20160";
-
-/// One entry of PD's store list, or the reply to GET /pd/api/v1/store/{id}:
-/// `{"store":{...},"status":{...}}`, indented as PD does.
-#[derive(Clone)]
-struct Store {
-    id: u64,
-    address: String,
-    peer_address: String,
-    deploy_path: String,
-    state: &'static str,
-    leaders: Option<u64>,
-}
-
-impl Store {
-    fn new(id: u64, address: &str) -> Store {
-        Store {
-            id,
-            address: address.to_owned(),
-            peer_address: address.to_owned(),
-            deploy_path: "/".to_owned(),
-            state: "Up",
-            leaders: Some(10),
-        }
-    }
-
-    fn state(mut self, state: &'static str) -> Store {
-        self.state = state;
-        self
-    }
-
-    /// None: no leader_count at all (Go's omitempty drops a zero).
-    fn leaders(mut self, leaders: Option<u64>) -> Store {
-        self.leaders = leaders;
-        self
-    }
-
-    fn json(&self) -> String {
-        let state = match self.state {
-            "Up" | "Disconnected" | "Down" => "\"node_state\": 1".to_owned(),
-            "Offline" => "\"state\": 1,\n    \"node_state\": 2".to_owned(),
-            "Tombstone" => "\"state\": 2,\n    \"node_state\": 3".to_owned(),
-            other => panic!("unknown state {other}"),
-        };
-        let leaders = match self.leaders {
-            Some(n) => format!("\n    \"leader_count\": {n},"),
-            None => String::new(),
-        };
-        let Store {
-            id,
-            address,
-            peer_address,
-            deploy_path,
-            state: state_name,
-            ..
-        } = self;
-        let status_address = address.replace(":20160", ":20180");
-        format!(
-            r#"{{
-  "store": {{
-    "id": {id},
-    "address": "{address}",
-    "labels": [
-      {{
-        "key": "zone",
-        "value": "a"
-      }},
-      {{
-        "key": "host",
-        "value": "node-{id}"
-      }}
-    ],
-    "version": "8.5.1",
-    "peer_address": "{peer_address}",
-    "status_address": "{status_address}",
-    "git_hash": "5e6b8c1e2a9bb1fd5d4a5cba3a6a0a8d4e0f9b21",
-    "start_timestamp": 1730000000,
-    "deploy_path": "{deploy_path}",
-    "last_heartbeat": 1730000123456789012,
-    {state},
-    "state_name": "{state_name}"
-  }},
-  "status": {{
-    "capacity": "1.718TiB",
-    "available": "1.5TiB",
-    "used_size": "12.5GiB",{leaders}
-    "leader_weight": 1,
-    "leader_score": 12,
-    "leader_size": 1234,
-    "region_count": 36,
-    "region_weight": 1,
-    "region_score": 4012.5,
-    "region_size": 3600,
-    "slow_score": 1,
-    "slow_trend": {{
-      "cause_value": 250000.5,
-      "cause_rate": 0,
-      "result_value": 0,
-      "result_rate": 0
-    }},
-    "start_ts": "2024-10-27T03:33:20Z",
-    "last_heartbeat_ts": "2024-10-27T03:35:23.456789012Z",
-    "uptime": "2m3.456789012s"
-  }}
-}}
-"#
-        )
-    }
-}
-
-/// PD's store list (GET /pd/api/v1/stores).
-fn stores_json(stores: &[Store]) -> String {
-    let entries: Vec<String> = stores.iter().map(|s| indent(&s.json(), 4)).collect();
-    format!(
-        "{{\n  \"count\": {},\n  \"stores\": [\n    {}\n  ]\n}}\n",
-        stores.len(),
-        entries.join(",\n    ")
-    )
-}
 
 /// Stores with addresses close to ME, and ME in other fields.
 fn neighbours() -> Vec<Store> {
