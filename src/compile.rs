@@ -70,6 +70,18 @@ fn rollout_rules(model: &crate::model::Model) -> Vec<Diagnostic> {
     ]
 }
 
+/// The placement solver's events for the given texts: what changes from
+/// their lock to a placement of their inputs. Empty when they do not load
+/// or place (the caller compiled the inputs already and reported that).
+pub fn events_since(texts: Texts<'_>) -> Vec<Event> {
+    let (Some(loaded), _) = load::load(texts) else {
+        return Vec::new();
+    };
+    place::place(&loaded.model, &loaded.lock, &place::Options::default())
+        .map(|outcome| outcome.events)
+        .unwrap_or_default()
+}
+
 pub fn compile(texts: Texts<'_>, options: &Options) -> Result<Compiled, Vec<Diagnostic>> {
     let mut timings = Timings::default();
     let start = Instant::now();

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod diag;
+pub mod diff;
 pub mod generate;
 pub mod graph;
 pub mod input;

@@ -779,6 +779,16 @@ fn changed_keys(file: &str, before: &str, after: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every leaf of a TOML text by dotted key, as TOML text (empty when the
+/// text does not parse).
+pub(crate) fn toml_keys(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Ok(table) = text.parse::<toml::Table>() {
+        flatten("", &toml::Value::Table(table), &mut out);
+    }
+    out
+}
+
 fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
     match value {
         toml::Value::Table(t) => {
@@ -937,10 +947,31 @@ pub fn text(plan: &Plan) -> String {
     for warning in &plan.warnings {
         let _ = writeln!(out, "warning: {warning}");
     }
+    for wave in text_wave_list(plan) {
+        out.push('\n');
+        out.push_str(&wave);
+    }
+    out
+}
+
+/// The plan's hash, summary and waves for a terminal, without its notes
+/// (a preview lists those among its warnings).
+pub fn text_waves(plan: &Plan) -> String {
+    let mut out = format!("plan {}: {}\n", plan.hash, plan.summary);
+    for wave in text_wave_list(plan) {
+        out.push('\n');
+        out.push_str(&wave);
+    }
+    out
+}
+
+fn text_wave_list(plan: &Plan) -> Vec<String> {
+    let mut waves = Vec::new();
     for (i, w) in plan.waves.iter().enumerate() {
+        let mut out = String::new();
         let _ = writeln!(
             out,
-            "\nwave {} ({}, sync-wave {}, up to {}):",
+            "wave {} ({}, sync-wave {}, up to {}):",
             i + 1,
             w.folder,
             w.sync_wave,
@@ -958,8 +989,9 @@ pub fn text(plan: &Plan) -> String {
         if let Some(gate) = gate_note(w) {
             let _ = writeln!(out, "  then     {gate}");
         }
+        waves.push(out);
     }
-    out
+    waves
 }
 
 /// What closes a TiKV wave that restarts stores: its gate Job.
@@ -971,6 +1003,11 @@ fn gate_note(wave: &Wave) -> Option<&'static str> {
     restarts.then_some(
         "the wave's gate waits until its stores are Up in PD and no Region has a down or pending peer",
     )
+}
+
+/// How an unsafe plan is let through, or that it was, on one line.
+pub fn acknowledgement_line(plan: &Plan) -> String {
+    acknowledgement(plan).replace("\n", " ")
 }
 
 /// How an unsafe plan is let through, or that it was.
@@ -1006,8 +1043,23 @@ pub fn markdown(plan: &Plan) -> String {
     if !plan.warnings.is_empty() {
         out.push('\n');
     }
+    markdown_diagram(plan, &mut out);
+    out
+}
+
+/// The plan's heading, summary, diagram and wave tables, without its
+/// notes (a preview lists those among its warnings).
+pub fn markdown_waves(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### Rollout plan `{}`\n", plan.hash);
+    let _ = writeln!(out, "**{}**\n", plan.summary);
+    markdown_diagram(plan, &mut out);
+    out
+}
+
+fn markdown_diagram(plan: &Plan, out: &mut String) {
     if plan.waves.is_empty() {
-        return out;
+        return;
     }
     out.push_str("```mermaid\nflowchart LR\n");
     for (i, w) in plan.waves.iter().enumerate() {
@@ -1047,7 +1099,6 @@ pub fn markdown(plan: &Plan) -> String {
             let _ = writeln!(out, "\nThen {gate}.");
         }
     }
-    out
 }
 
 /// The JSON Schema of `plan --format json`.

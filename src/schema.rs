@@ -1,5 +1,6 @@
 //! JSON Schemas of the files a user or an editor sees: `cluster.toml`,
-//! `inventory.toml` and `placement.lock`, generated from the serde types so
+//! `inventory.toml` and `placement.lock`, and of the JSON `plan` and `diff`
+//! print, generated from the serde types so
 //! they cannot drift from what the reader accepts. The checked-in copies in
 //! `schemas/` are compared with these by a test.
 
@@ -13,6 +14,7 @@ pub fn all() -> Vec<(&'static str, String)> {
         ("inventory.schema.json", schema_of::<InventoryFile>()),
         ("placement-lock.schema.json", schema_of::<LockFile>()),
         ("plan.schema.json", crate::plan::schema()),
+        ("diff.schema.json", crate::diff::schema()),
     ]
     .into_iter()
     .map(|(name, schema)| {

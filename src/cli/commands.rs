@@ -311,7 +311,7 @@ pub fn plan(dir: &Path, out: &Path, base: Option<&str>, format: super::PlanForma
     let base_files = match base {
         None => None,
         Some(base) => match base_output(dir, out, base) {
-            Ok(files) => Some(files),
+            Ok(base) => Some(base.files),
             Err(e) => {
                 eprintln!("error: {e}");
                 return EXIT_INVALID;
@@ -338,6 +338,142 @@ pub fn plan(dir: &Path, out: &Path, base: Option<&str>, format: super::PlanForma
     if plan.refused() { EXIT_STALE } else { EXIT_OK }
 }
 
+/// How `diff` renders and where it writes besides stdout.
+pub struct DiffOptions<'a> {
+    pub format: super::PlanFormat,
+    pub max_bytes: usize,
+    pub split: Option<&'a Path>,
+    pub full: Option<&'a Path>,
+}
+
+/// `diff`: the pull-request preview of the new compile against a base.
+pub fn diff(dir: &Path, out: &Path, base: &str, options: &DiffOptions<'_>) -> u8 {
+    use super::PlanFormat;
+    if options.max_bytes < crate::diff::MIN_MAX_BYTES {
+        eprintln!(
+            "error: --max-bytes {} is too small; give at least {}",
+            options.max_bytes,
+            crate::diff::MIN_MAX_BYTES
+        );
+        return EXIT_INVALID;
+    }
+    if options.split.is_some() && options.format != PlanFormat::Markdown {
+        eprintln!("error: --split cuts a markdown preview; add --format markdown");
+        return EXIT_INVALID;
+    }
+    let (compiled, folder) = match compile_folder(dir, out, false) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    eprint_diagnostics(&compiled.warnings, &folder.sources);
+    let base = match base_output(dir, out, base) {
+        Ok(base) => base,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let acknowledged = acknowledged_changes(&folder);
+    let plan = match crate::plan::plan(Some(&base.files), &compiled.files, &acknowledged) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: cannot read the base output: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    // Why instances moved: the solver's events from the base's lock to the
+    // new inputs. Only computed when the locks differ.
+    let events = match &base.lock {
+        Some(lock) if *lock != compiled.lock.render() => compile::events_since(Texts {
+            cluster: folder.text(FileKind::Cluster),
+            inventory: folder.text(FileKind::Inventory),
+            lock: Some(lock),
+        }),
+        _ => Vec::new(),
+    };
+    let context = crate::diff::Context {
+        lock: &compiled.lock,
+        events: &events,
+    };
+    let preview = match crate::diff::preview(Some(&base.files), &compiled.files, plan, &context) {
+        Ok(preview) => preview,
+        Err(e) => {
+            eprintln!("error: cannot read the base output: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let render = |within: Option<usize>, color: crate::diff::Color| match options.format {
+        PlanFormat::Text => crate::diff::text(&preview, color),
+        PlanFormat::Markdown => match within {
+            Some(max) => crate::diff::markdown_within(&preview, max),
+            None => crate::diff::markdown(&preview),
+        },
+        PlanFormat::Json => {
+            serde_json::to_string_pretty(&preview).expect("a preview serializes") + "\n"
+        }
+    };
+    if let Some(full) = options.full {
+        let text = render(None, crate::diff::Color::Never);
+        if let Err(e) = super::write_atomically(full, text.as_bytes()) {
+            eprintln!("error: cannot write {}: {e}", full.display());
+            return EXIT_INVALID;
+        }
+    }
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Some(split) = options.split {
+        let parts = crate::diff::markdown_parts(&preview, options.max_bytes);
+        match write_parts(split, &parts) {
+            Ok(paths) => {
+                for path in paths {
+                    let _ = writeln!(stdout, "{}", path.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("error: cannot write the parts to {}: {e}", split.display());
+                return EXIT_INVALID;
+            }
+        }
+    } else {
+        let color = if super::stdout_color() {
+            crate::diff::Color::Always
+        } else {
+            crate::diff::Color::Never
+        };
+        let _ = stdout.write_all(render(Some(options.max_bytes), color).as_bytes());
+    }
+    if preview.changed() {
+        EXIT_STALE
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Writes `part-1.md` … `part-N.md` into `dir` (created if missing), after
+/// removing the `part-N.md` files an earlier, longer preview left there.
+fn write_parts(dir: &Path, parts: &[String]) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let numbered = name
+            .strip_prefix("part-")
+            .and_then(|n| n.strip_suffix(".md"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if numbered {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    let mut paths = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let path = dir.join(format!("part-{}.md", i + 1));
+        super::write_atomically(&path, part.as_bytes())?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
 /// The change hashes `[[acknowledge]]` names in cluster.toml.
 fn acknowledged_changes(folder: &super::Folder) -> Vec<String> {
     crate::input::read_cluster(folder.text(FileKind::Cluster))
@@ -351,25 +487,36 @@ fn acknowledged_changes(folder: &super::Folder) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What a plan or a preview compares with.
+pub(super) struct Base {
+    /// The base's output files.
+    files: Files,
+    /// The base's placement.lock, when the base has a cluster folder.
+    lock: Option<String>,
+}
+
 /// The base of a plan, as output files: an output folder; a cluster folder
 /// (compiled in memory); or a git revision, whose committed output is used
 /// when there is one (what is deployed) and whose inputs are compiled
 /// otherwise. Git is only read: the working tree and index are untouched.
-fn base_output(dir: &Path, out: &Path, base: &str) -> Result<Files, String> {
+fn base_output(dir: &Path, out: &Path, base: &str) -> Result<Base, String> {
     let path = Path::new(base);
     if path.is_dir() {
         if path.join(crate::layout::MARKER).is_file() {
-            return output::read(path).map_err(|e| format!("cannot read {base}: {e}"));
+            let files = output::read(path).map_err(|e| format!("cannot read {base}: {e}"))?;
+            return Ok(Base { files, lock: None });
         }
         if path.join(FileKind::Cluster.file_name()).is_file() {
             let read = |kind: FileKind| std::fs::read_to_string(path.join(kind.file_name())).ok();
-            return compile_texts(
+            let lock = read(FileKind::Lock);
+            let files = compile_texts(
                 read(FileKind::Cluster),
                 read(FileKind::Inventory),
-                read(FileKind::Lock),
+                lock.clone(),
                 out,
             )
-            .map_err(|e| format!("the base {base} does not compile: {e}"));
+            .map_err(|e| format!("the base {base} does not compile: {e}"))?;
+            return Ok(Base { files, lock });
         }
         return Err(format!(
             "{base} is neither an output folder (no {} file) nor a cluster folder (no cluster.toml)",
@@ -384,11 +531,6 @@ fn base_output(dir: &Path, out: &Path, base: &str) -> Result<Files, String> {
         &format!("{base}^{{commit}}"),
     ])
     .map_err(|_| format!("--base {base} is neither a folder nor a revision of the repository"))?;
-    let out_rel = git.relative(out)?;
-    let marker = format!("{out_rel}/{}", crate::layout::MARKER);
-    if git.show(base, &marker).is_ok() {
-        return git.tree(base, &out_rel);
-    }
     let dir_rel = git.relative(dir)?;
     let file = |kind: FileKind| {
         let p = if dir_rel.is_empty() {
@@ -398,13 +540,24 @@ fn base_output(dir: &Path, out: &Path, base: &str) -> Result<Files, String> {
         };
         git.show(base, &p).ok()
     };
-    compile_texts(
-        file(FileKind::Cluster),
-        file(FileKind::Inventory),
-        file(FileKind::Lock),
-        out,
-    )
-    .map_err(|e| format!("the cluster folder at {base} does not compile: {e}"))
+    let lock = file(FileKind::Lock);
+    let out_rel = git.relative(out)?;
+    let marker = format!("{out_rel}/{}", crate::layout::MARKER);
+    if git.show(base, &marker).is_ok() {
+        let files = git.tree(base, &out_rel)?;
+        return Ok(Base { files, lock });
+    }
+    let (cluster, inventory) = (file(FileKind::Cluster), file(FileKind::Inventory));
+    if cluster.is_none() && inventory.is_none() {
+        // The cluster is new in this change: everything is created.
+        return Ok(Base {
+            files: Files::new(),
+            lock: None,
+        });
+    }
+    let files = compile_texts(cluster, inventory, lock.clone(), out)
+        .map_err(|e| format!("the cluster folder at {base} does not compile: {e}"))?;
+    Ok(Base { files, lock })
 }
 
 fn compile_texts(

@@ -89,6 +89,29 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
     },
+    /// Preview a change for review: summary, placement changes, rollout plan, warnings, per-object diffs (exit 1 when something changes)
+    Diff {
+        /// The cluster folder
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// What to compare with: a git revision (its committed output, else its inputs compiled), an output folder, or a cluster folder
+        #[arg(long)]
+        base: String,
+        /// The output folder, to find it inside the base revision [default: DIR/deploy]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// The most bytes of markdown on stdout; object diffs beyond it are left out with a note
+        #[arg(long, default_value_t = crate::diff::DEFAULT_MAX_BYTES)]
+        max_bytes: usize,
+        /// Write the whole markdown preview as numbered parts DIR/part-1.md, … each within --max-bytes, and print their paths
+        #[arg(long, value_name = "DIR")]
+        split: Option<PathBuf>,
+        /// Also write the whole preview, without a budget or colors, to FILE (for a CI artifact)
+        #[arg(long, value_name = "FILE")]
+        full: Option<PathBuf>,
+    },
     /// Scaffold a commented cluster folder
     Init { dir: PathBuf },
 }
@@ -147,13 +170,42 @@ pub fn main() -> ExitCode {
             let out = out.unwrap_or_else(|| commands::default_out(&dir));
             commands::plan(&dir, &out, base.as_deref(), format)
         }
+        Command::Diff {
+            dir,
+            base,
+            out,
+            format,
+            max_bytes,
+            split,
+            full,
+        } => {
+            let out = out.unwrap_or_else(|| commands::default_out(&dir));
+            let options = commands::DiffOptions {
+                format,
+                max_bytes,
+                split: split.as_deref(),
+                full: full.as_deref(),
+            };
+            commands::diff(&dir, &out, &base, &options)
+        }
         Command::Init { dir } => init(&dir),
     };
     ExitCode::from(code)
 }
 
+/// Colors on stderr: only on a terminal, and never with `NO_COLOR`.
 fn color() -> bool {
-    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+    !no_color() && std::io::stderr().is_terminal()
+}
+
+/// Colors on stdout (a diff): only on a terminal, and never with `NO_COLOR`.
+pub(super) fn stdout_color() -> bool {
+    !no_color() && std::io::stdout().is_terminal()
+}
+
+/// `NO_COLOR` set to anything but the empty string (no-color.org).
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 pub(super) fn eprint_diagnostics(diagnostics: &[Diagnostic], sources: &Sources) {
