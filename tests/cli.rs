@@ -125,3 +125,77 @@ fn output_does_not_depend_on_the_working_directory() {
     let from_inside = run(&tmp.path().join("c"), &["place", "--format", "json"]);
     assert_eq!(from_parent.stdout, from_inside.stdout);
 }
+
+/// Asks bash's completion function of the generated script for the words
+/// that complete the last one of `line`.
+fn bash_complete(script: &Path, line: &[&str]) -> String {
+    let words: Vec<String> = line.iter().map(|w| format!("'{w}'")).collect();
+    let cword = line.len() - 1;
+    let prev = line[cword.saturating_sub(1)];
+    let body = format!(
+        "source '{}'\nCOMP_WORDS=({})\nCOMP_CWORD={cword}\n_tidb__gitops tidb-gitops '{}' '{prev}'\necho \"${{COMPREPLY[*]}}\"\n",
+        script.display(),
+        words.join(" "),
+        line[cword]
+    );
+    let out = Command::new("bash").arg("-c").arg(body).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn bash_completion_completes_commands_options_and_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(tmp.path(), &["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0));
+    let script = tmp.path().join("tidb-gitops.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    assert_eq!(bash_complete(&script, &["tidb-gitops", "di"]), "diff");
+    assert_eq!(
+        bash_complete(&script, &["tidb-gitops", "diff", "--for"]),
+        "--format"
+    );
+    assert_eq!(
+        bash_complete(&script, &["tidb-gitops", "diff", "--format", ""]),
+        "text markdown json"
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = run(tmp.path(), &["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("max-bytes"), "{shell}: {text}");
+    }
+}
+
+#[test]
+fn man_pages_render_without_warnings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(tmp.path(), &["man", "--out", "man1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut pages: Vec<String> = std::fs::read_dir(tmp.path().join("man1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for command in ["check", "compile", "diff", "init", "place", "plan"] {
+        assert!(
+            pages.contains(&format!("tidb-gitops-{command}.1")),
+            "{pages:?}"
+        );
+    }
+    for page in &pages {
+        // groff's -ww turns on every warning; -z renders to nowhere.
+        let groff = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(tmp.path().join("man1").join(page))
+            .output()
+            .expect("groff is installed");
+        assert!(groff.status.success(), "{page}");
+        assert!(groff.stderr.is_empty(), "{page}: {}", stderr(&groff));
+    }
+    let diff = std::fs::read_to_string(tmp.path().join("man1/tidb-gitops-diff.1")).unwrap();
+    assert!(diff.contains("max\\-bytes"), "{diff}");
+    // Without --out the main page goes to stdout.
+    let out = run(tmp.path(), &["man"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(".ie"));
+}

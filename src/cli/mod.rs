@@ -22,7 +22,7 @@ mod commands;
 #[command(
     name = "tidb-gitops",
     version,
-    about = "Compile a TiDB cluster description and a node storage inventory into placement decisions for GitOps"
+    about = "Compile a TiDB cluster description and a node storage inventory into Kubernetes manifests and a rollout plan for GitOps"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -105,7 +105,7 @@ pub enum Command {
         /// The most bytes of markdown on stdout; object diffs beyond it are left out with a note
         #[arg(long, default_value_t = crate::diff::DEFAULT_MAX_BYTES)]
         max_bytes: usize,
-        /// Write the whole markdown preview as numbered parts DIR/part-1.md, … each within --max-bytes, and print their paths
+        /// Write the whole markdown preview as numbered parts DIR/part-1.md, part-2.md and so on, each within --max-bytes, and print their paths
         #[arg(long, value_name = "DIR")]
         split: Option<PathBuf>,
         /// Also write the whole preview, without a budget or colors, to FILE (for a CI artifact)
@@ -114,6 +114,17 @@ pub enum Command {
     },
     /// Scaffold a commented cluster folder
     Init { dir: PathBuf },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, or write one page per command into a folder
+    Man {
+        /// Write tidb-gitops.1 and tidb-gitops-COMMAND.1 into DIR instead of printing tidb-gitops.1
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -189,6 +200,13 @@ pub fn main() -> ExitCode {
             commands::diff(&dir, &out, &base, &options)
         }
         Command::Init { dir } => init(&dir),
+        Command::Completions { shell } => {
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(completions(shell).as_bytes());
+            EXIT_OK
+        }
+        Command::Man { out } => man(out.as_deref()),
     };
     ExitCode::from(code)
 }
@@ -388,6 +406,54 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 const SCAFFOLD_CLUSTER: &str = include_str!("../scaffold/cluster.toml");
 const SCAFFOLD_INVENTORY: &str = include_str!("../scaffold/inventory.toml");
+
+/// A shell completion script, generated from the same definition as
+/// `--help`.
+fn completions(shell: clap_complete::Shell) -> String {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "tidb-gitops", &mut script);
+    let script = String::from_utf8(script).expect("completions are UTF-8");
+    match shell {
+        // clap_complete's bash script spells the state of a subcommand of a
+        // hyphenated program two ways (`tidb__gitops__subcmd__diff` where it
+        // is set, `tidb__subcmd__gitops__subcmd__diff` where it is matched;
+        // clap issue 6421), so nothing after a subcommand would complete.
+        // Spell the labels the way they are set; a test completes
+        // `tidb-gitops diff --for` in bash.
+        clap_complete::Shell::Bash => script.replace("tidb__subcmd__gitops", "tidb__gitops"),
+        _ => script,
+    }
+}
+
+/// The manual pages, generated from the same definition as `--help`.
+fn man(out: Option<&Path>) -> u8 {
+    let command = <Cli as clap::CommandFactory>::command();
+    let result = match out {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(command, dir))
+            .map_err(|e| format!("cannot write the manual pages to {}: {e}", dir.display())),
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    std::io::stdout()
+                        .lock()
+                        .write_all(&page)
+                        .map_err(|e| e.to_string())
+                })
+        }
+    };
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_INVALID
+        }
+    }
+}
 
 fn init(dir: &Path) -> u8 {
     let targets = [
