@@ -142,8 +142,11 @@ struct Instance {
     others: Vec<Value>,
 }
 
-/// Reads the instances of an output folder.
-fn instances(files: &Files) -> Result<BTreeMap<String, Instance>, String> {
+/// Reads the instances of an output folder, from the files `parse` selects.
+fn instances(
+    files: &Files,
+    parse: impl Fn(&str) -> bool,
+) -> Result<BTreeMap<String, Instance>, String> {
     let mut out: BTreeMap<String, Instance> = BTreeMap::new();
     for (path, text) in files {
         let Some(rest) = path.strip_prefix("manifests/") else {
@@ -152,7 +155,7 @@ fn instances(files: &Files) -> Result<BTreeMap<String, Instance>, String> {
         let Some((folder, file)) = rest.split_once('/') else {
             continue;
         };
-        if file == "kustomization.yaml" {
+        if file == "kustomization.yaml" || !parse(path) {
             continue;
         }
         let docs = yaml::parse(text).map_err(|e| format!("{path}: {e}"))?;
@@ -186,6 +189,50 @@ fn instances(files: &Files) -> Result<BTreeMap<String, Instance>, String> {
     Ok(out)
 }
 
+/// What the plan needs of an instance whose files are the same in both
+/// outputs: its component and, for TiKV, its store labels. Read from the
+/// text without parsing it (the emitter's own layout: one `key: value` per
+/// line), which keeps a plan of a large, mostly unchanged cluster cheap.
+#[derive(Clone, Debug, Default)]
+struct Steady {
+    component: String,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+fn steady_instances(files: &Files, same: impl Fn(&str) -> bool) -> BTreeMap<String, Steady> {
+    let mut out: BTreeMap<String, Steady> = BTreeMap::new();
+    for (path, text) in files {
+        if !path.starts_with("manifests/") || path.ends_with("/kustomization.yaml") || !same(path) {
+            continue;
+        }
+        for doc in text.split("\n---\n") {
+            let value = |key: &str| {
+                doc.lines()
+                    .find_map(|l| l.trim_start().strip_prefix(key))
+                    .map(|v| v.trim().trim_matches('\'').to_string())
+            };
+            let kind = value("kind: ").unwrap_or_default();
+            let component = value("app.kubernetes.io/component: ").unwrap_or_default();
+            let id = match value("tidb-gitops.io/instance-id: ") {
+                Some(id) => id,
+                None if kind == "StatefulSet" && component == "tidb" => "tidb".into(),
+                None => continue,
+            };
+            let entry = out.entry(id).or_default();
+            entry.component = component;
+            if kind == "StatefulSet" {
+                entry.labels = value("- --labels=").map(|l| {
+                    l.split(',')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                });
+            }
+        }
+    }
+    out
+}
+
 /// The ConfigMaps of an output, by name.
 fn config_maps(files: &Files) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
@@ -216,11 +263,18 @@ fn config_maps(files: &Files) -> BTreeMap<String, BTreeMap<String, String>> {
 pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Result<Plan, String> {
     let empty = Files::new();
     let base_files = base.unwrap_or(&empty);
-    let (old, now) = (instances(base_files)?, instances(new)?);
+    // A file with the same bytes on both sides holds the same objects: only
+    // the others are parsed.
+    let same = |path: &str| base_files.get(path) == new.get(path);
+    let (old, now) = (
+        instances(base_files, |p| !same(p))?,
+        instances(new, |p| !same(p))?,
+    );
+    let steady = steady_instances(new, same);
     let (old_maps, new_maps) = (config_maps(base_files), config_maps(new));
 
     let mut by_folder: BTreeMap<String, Vec<InstanceChange>> = BTreeMap::new();
-    let mut unchanged: BTreeMap<String, usize> = BTreeMap::new();
+    let mut changed: BTreeSet<String> = BTreeSet::new();
     let ids: BTreeSet<&String> = old.keys().chain(now.keys()).collect();
     for id in ids {
         let (before, after) = (old.get(id), now.get(id));
@@ -241,8 +295,9 @@ pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Resul
             })
         });
         let instance = after.or(before).expect("one side has it");
-        match change {
-            Some(change) => {
+        if let Some(change) = change {
+            changed.insert(id.clone());
+            {
                 let folder = if after.is_some_and(|a| a.workload.is_some()) {
                     &after.unwrap().folder
                 } else {
@@ -257,7 +312,22 @@ pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Resul
                         change,
                     });
             }
-            None => *unchanged.entry(instance.component.clone()).or_default() += 1,
+        }
+    }
+    // Every instance without a change, whether its files changed or not.
+    let mut components: BTreeMap<&String, &String> = BTreeMap::new();
+    for (id, s) in &steady {
+        components.insert(id, &s.component);
+    }
+    for (id, i) in old.iter().chain(now.iter()) {
+        if !i.component.is_empty() {
+            components.insert(id, &i.component);
+        }
+    }
+    let mut unchanged: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, component) in components {
+        if !changed.contains(id) {
+            *unchanged.entry(component.clone()).or_default() += 1;
         }
     }
     if let Some((folder, change)) = settings_change(base_files, new, base.is_some())? {
@@ -291,7 +361,7 @@ pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Resul
             }
         })
         .collect();
-    let unsafe_reasons = safety(&old, &now, &waves, new);
+    let unsafe_reasons = safety(&old, &now, &steady, &waves, new);
     let warnings = warnings(&waves, new);
     let hash = change_hash(&waves, &unsafe_reasons);
     let summary = summary(&waves, &unchanged);
@@ -343,6 +413,7 @@ fn version(image: &str) -> Option<(u64, u64, u64)> {
 fn safety(
     old: &BTreeMap<String, Instance>,
     now: &BTreeMap<String, Instance>,
+    steady: &BTreeMap<String, Steady>,
     waves: &[Wave],
     new: &Files,
 ) -> Vec<String> {
@@ -435,10 +506,21 @@ fn safety(
         }
     }
     if let Some(level) = &level {
-        let domains: BTreeSet<String> = now
+        // Running TiKV: parsed where their files changed, read from the
+        // text where they did not.
+        let mut labels: BTreeMap<&String, BTreeMap<String, String>> = steady
+            .iter()
+            .filter(|(_, s)| s.component == "tikv")
+            .filter_map(|(id, s)| Some((id, s.labels.clone()?)))
+            .collect();
+        for (id, i) in now.iter().filter(|(_, i)| i.component == "tikv") {
+            if let Some(w) = &i.workload {
+                labels.insert(id, store_labels(w));
+            }
+        }
+        let domains: BTreeSet<String> = labels
             .values()
-            .filter(|i| i.component == "tikv")
-            .filter_map(|i| store_labels(i.workload.as_ref()?).get(level).cloned())
+            .filter_map(|l| l.get(level).cloned())
             .collect();
         if (domains.len() as i64) < max_replicas {
             reasons.push(format!(
