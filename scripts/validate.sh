@@ -38,3 +38,7 @@ echo "validate.sh: ${#files[@]} input files, ${#locks[@]} lock files and the ini
 # Kubernetes 1.31 to 1.37, the Flux and Argo CD CRD schemas, kustomize,
 # yamllint and shellcheck.
 bash scripts/validate-manifests.sh
+
+# The CI integrations: the GitHub action and workflows, the GitLab example and
+# the pre-commit hooks (docs/ci.md).
+bash scripts/validate-integrations.sh
