@@ -42,3 +42,6 @@ bash scripts/validate-manifests.sh
 # The CI integrations: the GitHub action and workflows, the GitLab example and
 # the pre-commit hooks (docs/ci.md).
 bash scripts/validate-integrations.sh
+
+# The JSON that `plan` and `diff` print, against schemas/.
+bash scripts/validate-json-output.sh
