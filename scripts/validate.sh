@@ -45,3 +45,7 @@ bash scripts/validate-integrations.sh
 
 # The JSON that `plan` and `diff` print, against schemas/.
 bash scripts/validate-json-output.sh
+
+# The backup prune script against a real S3 API on loopback (moto) with the
+# real AWS CLI.
+bash scripts/test-backup-scripts.sh

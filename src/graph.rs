@@ -16,8 +16,11 @@
 //! | TiKV instances of failure domain D | 10000 + 2 × lock's number of D | `{..}-tikv-{D}-{N / 250}` |
 //! | the gate Job after D's wave | the same + 1 | `{..}-tikv-gate-{D}` |
 //! | TiKV `tikv-N` without an isolation level (and its gate) | 10000 + 2N (+ 1) | `{..}-tikv-N` |
+//! | backup of the old version before an upgrade | 99 | `00099-backup-before-upgrade` |
 //! | PD settings Job (PD's stored tables, through PD's API) | 19999 | `19999-pd-settings` |
 //! | TiDB | 20000 | `20000-tidb` |
+//! | restore Jobs | 20001 | `20001-restore` |
+//! | backup CronJob, log backup Job | 20002 | `20002-backup` |
 //!
 //! PD members come one wave each (the first bootstraps, the others join in
 //! order), TiKV one wave per failure domain at the isolation level (so a
@@ -49,6 +52,11 @@ pub const WAVE_PD: u32 = 100;
 pub const WAVE_PD_SETTINGS: u32 = 19_999;
 pub const WAVE_TIKV: u32 = 10_000;
 pub const WAVE_TIDB: u32 = 20_000;
+/// Before the first PD member restarts.
+pub const WAVE_BACKUP_BEFORE_UPGRADE: u32 = WAVE_PD - 1;
+/// Once TiDB is up.
+pub const WAVE_RESTORE: u32 = 20_001;
+pub const WAVE_BACKUP: u32 = 20_002;
 
 /// One wave folder.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -187,6 +195,12 @@ fn wave_of(model: &Model, lock: &Lock, role: &Role) -> Result<(u32, String), Box
             WAVE_PD_SETTINGS,
             format!("{WAVE_PD_SETTINGS:05}-pd-settings"),
         ),
+        Role::BackupBeforeUpgrade => (
+            WAVE_BACKUP_BEFORE_UPGRADE,
+            format!("{WAVE_BACKUP_BEFORE_UPGRADE:05}-backup-before-upgrade"),
+        ),
+        Role::Restore => (WAVE_RESTORE, format!("{WAVE_RESTORE:05}-restore")),
+        Role::Backup => (WAVE_BACKUP, format!("{WAVE_BACKUP:05}-backup")),
     })
 }
 
@@ -259,6 +273,11 @@ pub fn folder_part(value: &str) -> String {
 /// to wait for its peers' DNS and join; TiKV stores start in parallel within
 /// a wave but may replay a long Raft log first.
 fn timeout(number: u32, workloads: u32) -> String {
+    // A full backup or a restore takes as long as the data needs: the
+    // Jobs' own deadline (a day) bounds them, not the wave.
+    if number == WAVE_BACKUP_BEFORE_UPGRADE || number == WAVE_RESTORE {
+        return "24h".into();
+    }
     let minutes = match number {
         n if n < WAVE_PD => 5,
         n if n < WAVE_TIKV => 10,
@@ -360,6 +379,24 @@ fn check_dependencies(
                 }
                 for &(_, w) in &pd_workloads {
                     edge(w, i, Need::Before);
+                }
+            }
+            (Role::BackupBeforeUpgrade, _) => {
+                for &c in &config_maps {
+                    edge(c, i, Need::Same);
+                }
+                for &(_, w) in &pd_workloads {
+                    edge(i, w, Need::Before);
+                }
+            }
+            (Role::Restore | Role::Backup, _) => {
+                for &c in &config_maps {
+                    edge(c, i, Need::Same);
+                }
+                for (t, tidb) in objects.iter().enumerate() {
+                    if tidb.role == Role::Tidb && tidb.kind == "StatefulSet" {
+                        edge(t, i, Need::Before);
+                    }
                 }
             }
             (Role::Tidb, _) => {

@@ -249,17 +249,63 @@ pub enum TaintEffect {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct BackupSection {
-    /// Five-field cron schedule, in UTC.
+    /// Five-field cron schedule (minute hour day-of-month month
+    /// day-of-week), in UTC.
     pub schedule: Sp<String>,
-    /// How many backups to keep.
+    /// How many scheduled backups to keep; older ones are pruned.
     #[serde(default)]
     pub keep: Option<Sp<i64>>,
+    /// Who prunes old backups: `job` (a step after each backup, with an
+    /// object-store client image) or `lifecycle` (a bucket lifecycle rule
+    /// the user sets up; nothing is deleted by tidb-gitops). Default `job`.
+    #[serde(default)]
+    pub prune: Option<Sp<PruneMode>>,
+    /// The image of the prune step; default per store (aws-cli, cloud-sdk,
+    /// azure-cli).
+    #[serde(default)]
+    pub prune_image: Option<Sp<String>>,
+    /// BR `--concurrency`.
+    #[serde(default)]
+    pub concurrency: Option<Sp<i64>>,
+    /// BR `--ratelimit`, in MiB/s per TiKV.
+    #[serde(default)]
+    pub rate_limit: Option<Sp<i64>>,
+    /// Run a full backup in a wave before the first PD restarts whenever the
+    /// version changes.
+    #[serde(default)]
+    pub before_upgrade: Option<Sp<bool>>,
+    /// A ServiceAccount (created by you) for the backup pods; without a
+    /// storage `secret`, its cloud identity (IRSA, Workload Identity) gives
+    /// the credentials.
+    #[serde(default)]
+    pub service_account: Option<Sp<String>>,
     #[serde(default)]
     pub s3: Option<Sp<S3Storage>>,
     #[serde(default)]
     pub gcs: Option<Sp<GcsStorage>>,
     #[serde(default)]
     pub azblob: Option<Sp<AzblobStorage>>,
+    /// Continuous log backup for point-in-time recovery.
+    #[serde(default)]
+    pub log: Option<Sp<LogBackup>>,
+}
+
+/// Who prunes old backups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneMode {
+    Job,
+    Lifecycle,
+}
+
+/// `[backup.log]`: a continuous log backup task (`br log start`).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct LogBackup {
+    /// Where the log backup goes, under the store's bucket; default
+    /// `<prefix>/log`.
+    #[serde(default)]
+    pub prefix: Option<Sp<String>>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -309,8 +355,15 @@ pub struct AzblobStorage {
 #[schemars(deny_unknown_fields)]
 pub struct RestoreEntry {
     pub name: Sp<String>,
-    /// The backup's URL, such as `s3://bucket/prefix/2026-11-20`.
+    /// The snapshot backup's URL, such as `s3://bucket/prefix/2026-11-20T020000Z`.
     pub from: Sp<String>,
+    /// Point-in-time recovery: restore up to this time (`2026-11-20
+    /// 10:00:00+0000`), replaying the log backup after the snapshot.
+    #[serde(default)]
+    pub until: Option<Sp<String>>,
+    /// The log backup's URL for `until`; default the `[backup.log]` location.
+    #[serde(default)]
+    pub log_from: Option<Sp<String>>,
 }
 
 /// `[[acknowledge]]`: a reviewed, deliberate unsafe change.

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod cron;
 pub mod diag;
 pub mod diff;
 pub mod generate;

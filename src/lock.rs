@@ -27,6 +27,9 @@
 //! state = "up"
 //! ```
 //!
+//! `[versions]` and `[restore-versions]` appear only when backups need
+//! them (see `Pins`).
+//!
 //! `version` is bumped whenever a reader of the old version would
 //! misunderstand the new file. A reader accepts every version up to its own
 //! and refuses newer ones with a message to upgrade; fields are only added
@@ -101,6 +104,52 @@ pub struct Lock {
     /// number for as long as it holds TiKV, so the sync-wave and the output
     /// folder of its objects never change (see `graph`).
     pub tikv_waves: BTreeMap<String, u32>,
+    pub pins: Pins,
+}
+
+/// Versions pinned so that objects created once never change afterwards.
+///
+/// - `running` and `previous` (only with `[backup] before_upgrade`): the
+///   version the output deploys and the one before the last upgrade. While
+///   they differ, the output holds the Job that backed up the old version
+///   before the upgrade (named after the new version, so it runs once).
+/// - `restores`: the version each `[[restore]]` Job was first compiled at.
+///   The API server refuses to change a Job's pod template, so the restore
+///   Job keeps the BR image it was created with across later upgrades.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pins {
+    pub running: Option<String>,
+    pub previous: Option<String>,
+    pub restores: BTreeMap<String, String>,
+}
+
+impl Pins {
+    /// The pins after compiling `version` with these settings: restores no
+    /// longer declared are dropped, new ones take `version`; the running
+    /// version moves to `previous` when it changes.
+    pub fn update(&self, version: &str, before_upgrade: bool, restores: &[&str]) -> Pins {
+        let mut out = Pins {
+            restores: restores
+                .iter()
+                .map(|name| {
+                    let pinned = self.restores.get(*name).cloned();
+                    (
+                        name.to_string(),
+                        pinned.unwrap_or_else(|| version.to_string()),
+                    )
+                })
+                .collect(),
+            ..Pins::default()
+        };
+        if before_upgrade {
+            out.running = Some(version.to_string());
+            out.previous = match &self.running {
+                Some(running) if running != version => Some(running.clone()),
+                _ => self.previous.clone(),
+            };
+        }
+        out
+    }
 }
 
 impl Lock {
@@ -126,6 +175,21 @@ impl Lock {
             out.push_str("\n[tikv-waves]\n");
             for (domain, wave) in &self.tikv_waves {
                 let _ = writeln!(out, "{} = {wave}", quote(domain));
+            }
+        }
+        if self.pins.running.is_some() || self.pins.previous.is_some() {
+            out.push_str("\n[versions]\n");
+            if let Some(v) = &self.pins.running {
+                let _ = writeln!(out, "running = {}", quote(v));
+            }
+            if let Some(v) = &self.pins.previous {
+                let _ = writeln!(out, "previous = {}", quote(v));
+            }
+        }
+        if !self.pins.restores.is_empty() {
+            out.push_str("\n[restore-versions]\n");
+            for (name, version) in &self.pins.restores {
+                let _ = writeln!(out, "{} = {}", quote(name), quote(version));
             }
         }
         for e in &self.entries {
@@ -172,8 +236,23 @@ pub struct LockFile {
     /// The TiKV rollout wave of each failure domain, keyed `label=value`.
     #[serde(default, rename = "tikv-waves")]
     pub tikv_waves: BTreeMap<String, u32>,
+    /// The running and previous versions (with `[backup] before_upgrade`).
+    #[serde(default)]
+    pub versions: Option<LockVersions>,
+    /// The version each restore Job was first compiled at.
+    #[serde(default, rename = "restore-versions")]
+    pub restore_versions: BTreeMap<String, String>,
     #[serde(default)]
     pub instance: Vec<LockEntry>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct LockVersions {
+    #[serde(default)]
+    pub running: Option<String>,
+    #[serde(default)]
+    pub previous: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -232,6 +311,11 @@ pub fn parse(text: &str) -> Result<Lock, Vec<Diagnostic>> {
         }
     }
     lock.tikv_waves = file.tikv_waves.clone();
+    if let Some(v) = &file.versions {
+        lock.pins.running = v.running.clone();
+        lock.pins.previous = v.previous.clone();
+    }
+    lock.pins.restores = file.restore_versions.clone();
     let mut ids = BTreeSet::new();
     let mut dirs: BTreeMap<(&str, &str), InstanceId> = BTreeMap::new();
     for entry in &file.instance {
@@ -324,6 +408,46 @@ mod tests {
         }
         lock.normalize();
         lock
+    }
+
+    #[test]
+    fn pins_round_trip_and_move_on_upgrade() {
+        let mut lock = sample();
+        lock.pins = Pins::default().update("v8.5.1", true, &["r1"]);
+        assert_eq!(lock.pins.running.as_deref(), Some("v8.5.1"));
+        assert_eq!(lock.pins.previous, None);
+        let text = lock.render();
+        assert!(
+            text.contains("[versions]\nrunning = \"v8.5.1\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[restore-versions]\n\"r1\" = \"v8.5.1\"\n"),
+            "{text}"
+        );
+        assert_eq!(parse(&text).unwrap(), lock);
+
+        let upgraded = lock.pins.update("v8.5.2", true, &["r1", "r2"]);
+        assert_eq!(upgraded.running.as_deref(), Some("v8.5.2"));
+        assert_eq!(upgraded.previous.as_deref(), Some("v8.5.1"));
+        assert_eq!(
+            upgraded.restores["r1"], "v8.5.1",
+            "a restore keeps its version"
+        );
+        assert_eq!(upgraded.restores["r2"], "v8.5.2");
+        // Recompiling the same version changes nothing.
+        assert_eq!(upgraded.update("v8.5.2", true, &["r1", "r2"]), upgraded);
+        // Without before_upgrade nothing is recorded; a dropped restore goes.
+        let off = upgraded.update("v8.5.2", false, &[]);
+        assert_eq!(off, Pins::default());
+        assert!(
+            !Lock {
+                pins: off,
+                ..sample()
+            }
+            .render()
+            .contains("versions")
+        );
     }
 
     #[test]

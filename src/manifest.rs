@@ -19,6 +19,9 @@ use crate::diag::Diagnostic;
 use crate::lock::{Entry, Lock, State};
 use crate::model::{Component, Model, Node, Resources, ServiceType, Stateful, Toleration};
 
+#[path = "backup.rs"]
+pub mod backup;
+
 /// The shell scripts that run in pods (tested in tests/pod_scripts.rs).
 pub const INIT_DIR_SH: &str = include_str!("pod/init-dir.sh");
 pub const PD_START_SH: &str = include_str!("pod/pd-start.sh");
@@ -85,6 +88,12 @@ pub enum Role {
     PdSettings,
     /// The Job that closes a TiKV wave, with the instances of the wave.
     TikvGate(Vec<crate::model::InstanceId>),
+    /// The full backup of the old version before an upgrade's first PD.
+    BackupBeforeUpgrade,
+    /// A one-shot restore Job, once the cluster is up.
+    Restore,
+    /// The backup CronJob and the log backup Job, last.
+    Backup,
 }
 
 #[derive(Clone, Debug)]
@@ -261,6 +270,7 @@ pub fn objects(
         .map(|(domain, workloads)| b.tikv_gate(domain, workloads))
         .collect();
     out.extend(gates);
+    out.extend(b.backup_objects(lock));
 
     let mut by_kind: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for object in &out {
@@ -268,7 +278,8 @@ pub fn objects(
     }
     for (kind, names) in by_kind {
         let max = match kind {
-            "StatefulSet" => MAX_STATEFULSET,
+            // A CronJob's Jobs are named after it plus 11 characters.
+            "StatefulSet" | "CronJob" => MAX_STATEFULSET,
             // Their names are DNS labels: Services and Namespaces appear in
             // DNS names, and ConfigMaps are kept to the same limit.
             "Namespace" | "Service" | "Job" => MAX_LABEL,

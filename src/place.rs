@@ -85,9 +85,22 @@ pub fn place(
         entries: solver.entries,
         next: solver.next,
         tikv_waves: BTreeMap::new(),
+        pins: Default::default(),
     };
     lock.normalize();
     lock.tikv_waves = tikv_waves(model, &lock, &previous.tikv_waves);
+    let backup = model.cluster.backup.as_ref();
+    let restores: Vec<&str> = model
+        .cluster
+        .restores
+        .iter()
+        .map(|r| r.name.value.as_str())
+        .collect();
+    lock.pins = previous.pins.update(
+        &model.cluster.version.text,
+        backup.is_some_and(|b| b.before_upgrade.as_ref().is_some_and(|v| v.value)),
+        &restores,
+    );
     Ok(Outcome {
         lock,
         events: solver.events,

@@ -7,9 +7,10 @@
 //! that changes a probe show as the restart it is. Plans are computed on
 //! demand and never stored in the output.
 //!
-//! Not yet here (DESIGN §5, planned next): the safety checks and their
-//! acknowledgement, PD settings applied through PD's API, and the simulator's
-//! warnings about stores already down.
+//! Besides PD, TiKV and TiDB, a plan shows the Jobs that run once (PD's
+//! stored settings, restores, the backup before an upgrade, starting the
+//! log backup) and the backup schedule. Only files whose bytes differ are
+//! parsed; instances in unchanged files are read from their text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -52,6 +53,15 @@ pub enum Change {
     Api {
         settings: Vec<String>,
     },
+    /// A one-shot Job runs: a restore, a backup before an upgrade, starting
+    /// the log backup.
+    Runs {
+        what: String,
+    },
+    /// A schedule (the backup CronJob) is created.
+    Scheduled {
+        what: String,
+    },
 }
 
 impl Change {
@@ -68,6 +78,8 @@ impl Change {
             Change::Removed => "remove",
             Change::Updated { .. } => "update",
             Change::Api { .. } => "api",
+            Change::Runs { .. } => "run",
+            Change::Scheduled { .. } => "schedule",
         }
     }
 
@@ -81,6 +93,7 @@ impl Change {
             Change::Api { settings } => {
                 format!("through PD's API, no restart: {}", settings.join(", "))
             }
+            Change::Runs { what } | Change::Scheduled { what } => what.clone(),
         }
     }
 }
@@ -330,6 +343,9 @@ pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Resul
             *unchanged.entry(component.clone()).or_default() += 1;
         }
     }
+    for (folder, change) in backup_changes(base_files, new)? {
+        by_folder.entry(folder).or_default().push(change);
+    }
     if let Some((folder, change)) = settings_change(base_files, new, base.is_some())? {
         by_folder.entry(folder).or_default().push(InstanceChange {
             instance: "pd-settings".into(),
@@ -376,6 +392,138 @@ pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Resul
         acknowledged,
         warnings,
     })
+}
+
+/// The backup family's objects of an output, by step: `backup` (the
+/// CronJob), `log-backup`, `backup-before-upgrade`, `restore/<name>`; with
+/// their folder and the object.
+fn backup_steps(files: &Files) -> Result<BTreeMap<String, (String, Value)>, String> {
+    let mut out = BTreeMap::new();
+    for (path, text) in files {
+        let Some((folder, file)) = path
+            .strip_prefix("manifests/")
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            continue;
+        };
+        let backup_folder = [
+            crate::graph::WAVE_BACKUP_BEFORE_UPGRADE,
+            crate::graph::WAVE_RESTORE,
+            crate::graph::WAVE_BACKUP,
+        ]
+        .iter()
+        .any(|w| folder.starts_with(&format!("{w:05}-")));
+        if !backup_folder || file == "kustomization.yaml" {
+            continue;
+        }
+        for doc in yaml::parse(text).map_err(|e| format!("{path}: {e}"))? {
+            let labels = &doc["metadata"]["labels"];
+            let step = labels["app.kubernetes.io/component"]
+                .as_str()
+                .unwrap_or_default();
+            let key = match (
+                step,
+                labels[crate::manifest::backup::LABEL_RESTORE].as_str(),
+            ) {
+                ("restore", Some(name)) => format!("restore/{name}"),
+                ("", _) => continue,
+                (step, _) => step.to_string(),
+            };
+            out.insert(key, (folder.to_string(), doc));
+        }
+    }
+    Ok(out)
+}
+
+/// What the backup family does in a change. The CronJob is created,
+/// updated or removed; the one-shot Jobs run when a Job of a new name
+/// appears (their names carry what they do), and are otherwise quiet.
+fn backup_changes(base: &Files, new: &Files) -> Result<Vec<(String, InstanceChange)>, String> {
+    let (old, now) = (backup_steps(base)?, backup_steps(new)?);
+    let env = |doc: &Value, name: &str| -> String {
+        let spec = &doc["spec"]["template"]["spec"];
+        spec["containers"]
+            .as_array()
+            .into_iter()
+            .chain(spec["initContainers"].as_array())
+            .flatten()
+            .flat_map(|c| c["env"].as_array().into_iter().flatten())
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut out = Vec::new();
+    let keys: BTreeSet<&String> = old.keys().chain(now.keys()).collect();
+    for key in keys {
+        let (before, after) = (old.get(key), now.get(key));
+        let (folder, change) = match (before, after) {
+            (None, None) => continue,
+            (Some((folder, _)), None) => (folder.clone(), Change::Removed),
+            (before, Some((folder, doc))) => {
+                let renamed =
+                    before.is_none_or(|(_, b)| b["metadata"]["name"] != doc["metadata"]["name"]);
+                let change = if key == "backup" {
+                    let schedule = doc["spec"]["schedule"].as_str().unwrap_or_default();
+                    let job = &doc["spec"]["jobTemplate"];
+                    let to = env(job, "STORAGE_BASE");
+                    let what = format!("full backup at `{schedule}` UTC to {to}/<start time>");
+                    match before {
+                        None => Change::Scheduled { what },
+                        Some((_, b)) if b == doc => continue,
+                        Some((_, b)) => {
+                            let mut reasons = Vec::new();
+                            diff_paths("spec", &b["spec"], &doc["spec"], &mut reasons);
+                            reasons.push(what);
+                            Change::Updated { reasons }
+                        }
+                    }
+                } else if !renamed {
+                    continue;
+                } else if key == "log-backup" {
+                    Change::Runs {
+                        what: format!(
+                            "start the log backup to {} (nothing if it already runs)",
+                            env(doc, "LOG_STORAGE")
+                        ),
+                    }
+                } else if key == "backup-before-upgrade" {
+                    let image = doc["spec"]["template"]["spec"]["containers"][0]["image"]
+                        .as_str()
+                        .unwrap_or_default();
+                    Change::Runs {
+                        what: format!(
+                            "full backup with {image} to {}/{} before the first PD restarts",
+                            env(doc, "STORAGE_BASE"),
+                            env(doc, "RUN_NAME")
+                        ),
+                    }
+                } else {
+                    let spec = doc;
+                    let what = match env(spec, "MODE").as_str() {
+                        "point" => format!(
+                            "restore {} and its log {} up to {}, once",
+                            env(spec, "FROM"),
+                            env(spec, "LOG_FROM"),
+                            env(spec, "RESTORED_TS")
+                        ),
+                        _ => format!("restore {}, once", env(spec, "FROM")),
+                    };
+                    Change::Runs { what }
+                };
+                (folder.clone(), change)
+            }
+        };
+        out.push((
+            folder,
+            InstanceChange {
+                instance: key.clone(),
+                component: key.split('/').next().unwrap_or_default().to_string(),
+                change,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// The value of `key` in the `[replication]` table of an output's pd.toml.
@@ -633,14 +781,28 @@ fn warnings(waves: &[Wave], new: &Files) -> Vec<String> {
         })
         .map(|w| w.folder.as_str())
         .collect();
+    let mut out = Vec::new();
+    let backups = waves.iter().flat_map(|w| &w.changes).any(|c| {
+        matches!(
+            c.component.as_str(),
+            "backup" | "restore" | "backup-before-upgrade" | "log-backup"
+        ) && !matches!(c.change, Change::Removed)
+    });
+    if backups {
+        out.push(
+            "TiKV uploads and downloads backup files itself: the TiKV pods (not only the backup Jobs) need network egress to the object store, and credentials from the Secret are sent to them"
+                .to_string(),
+        );
+    }
     let survivors = max_replicas - 2;
     if tikv_waves.is_empty() || survivors > max_replicas / 2 {
-        return Vec::new();
+        return out;
     }
-    vec![format!(
+    out.push(format!(
         "with max-replicas {max_replicas}, each TiKV wave keeps every Region's quorum only while all other stores are Up: a store already down elsewhere loses the quorum of the Regions it shares with the wave's domain; check `pd-ctl store` before merging (waves {})",
         tikv_waves.join(", ")
-    )]
+    ));
+    out
 }
 
 /// The PD settings Job of an output: its folder and `key=value` arguments.
@@ -984,7 +1146,25 @@ fn summary(waves: &[Wave], unchanged: &BTreeMap<String, usize>) -> String {
             } else {
                 String::new()
             };
-            if component == "tidb" {
+            let backup = match (component.as_str(), *verb) {
+                ("backup", "schedule") => Some("backups scheduled".to_string()),
+                ("backup", _) => Some(format!("backup schedule {past}")),
+                ("restore", "run") => Some(format!(
+                    "{n} restore{} once",
+                    if *n == 1 { " runs" } else { "s run" }
+                )),
+                ("log-backup", "run") => Some("log backup starts".to_string()),
+                ("backup-before-upgrade", "run") => {
+                    Some("a full backup runs before the upgrade".to_string())
+                }
+                (c, _) if c == "restore" || c == "log-backup" || c == "backup-before-upgrade" => {
+                    Some(format!("{c} {past}"))
+                }
+                _ => None,
+            };
+            if let Some(part) = backup {
+                parts.push(part);
+            } else if component == "tidb" {
                 parts.push(format!("TiDB {past}{waves}"));
             } else if component == "pd-settings" {
                 parts.push(if *verb == "create" {

@@ -345,7 +345,7 @@ impl Validator<'_> {
                     "give each [[restore]] its own name",
                 );
             }
-            self.storage_url(&r.from);
+            self.restore(r, file.backup.as_ref());
         }
         let acknowledgements = file
             .acknowledge
@@ -660,17 +660,33 @@ impl Validator<'_> {
 
     fn backup(&mut self, b: &input::BackupSection) {
         const F: FileKind = FileKind::Cluster;
-        let fields: Vec<&str> = b.schedule.value.split_whitespace().collect();
-        if fields.len() != 5 {
+        if let Err(e) = crate::cron::check(&b.schedule.value) {
             self.error(
                 F,
                 b.schedule.span(),
-                format!("invalid schedule `{}`: a cron schedule has five fields, this one has {}", b.schedule.value, fields.len()),
-                "write minute hour day-of-month month day-of-week, such as \"0 2 * * *\" (02:00 UTC daily)",
+                format!("invalid schedule `{}`: {e}", b.schedule.value),
+                "write minute hour day-of-month month day-of-week in UTC, such as \"0 2 * * *\" (02:00 UTC daily)",
             );
         }
         if let Some(keep) = &b.keep {
             self.count(F, "backup.keep", keep, 1);
+        }
+        if let Some(c) = &b.concurrency {
+            self.count(F, "backup.concurrency", c, 1);
+        }
+        if let Some(r) = &b.rate_limit {
+            self.count(F, "backup.rate_limit", r, 1);
+        }
+        if let Some(image) = &b.prune_image {
+            self.image_reference(F, "backup.prune_image", image);
+        }
+        if let Some(sa) = &b.service_account {
+            self.name_check(
+                F,
+                "ServiceAccount name",
+                sa,
+                names::dns1123_subdomain(&sa.value),
+            );
         }
         let stores: Vec<(&str, Range<usize>)> = [
             ("s3", b.s3.as_ref().map(|s| s.span())),
@@ -699,29 +715,203 @@ impl Validator<'_> {
                 }
             }
         }
-        let secrets = [
-            b.s3.as_ref().and_then(|s| s.secret.as_ref()),
-            b.gcs.as_ref().and_then(|s| s.secret.as_ref()),
-            b.azblob.as_ref().and_then(|s| s.secret.as_ref()),
-        ];
-        for secret in secrets.into_iter().flatten() {
-            self.name_check(
+        let (secret, prefix, span) = if let Some(s3) = &b.s3 {
+            self.bucket(F, "S3 bucket", &s3.value.bucket);
+            if let Some(region) = &s3.value.region
+                && (region.value.is_empty()
+                    || !region
+                        .value
+                        .bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'))
+            {
+                self.error(
+                    F,
+                    region.span(),
+                    format!("invalid S3 region `{}`", region.value),
+                    "write a region such as us-east-1",
+                );
+            }
+            if let Some(endpoint) = &s3.value.endpoint {
+                let rest = endpoint
+                    .value
+                    .strip_prefix("https://")
+                    .or_else(|| endpoint.value.strip_prefix("http://"));
+                if rest.is_none_or(|r| {
+                    r.is_empty() || r.contains(char::is_whitespace) || r.starts_with('/')
+                }) {
+                    self.error(
+                        F,
+                        endpoint.span(),
+                        format!("invalid S3 endpoint `{}`", endpoint.value),
+                        "write a URL such as https://minio.storage.svc:9000",
+                    );
+                }
+            }
+            if let Some(provider) = &s3.value.provider
+                && (provider.value.is_empty()
+                    || !provider
+                        .value
+                        .bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'))
+            {
+                self.error(
+                    F,
+                    provider.span(),
+                    format!("invalid S3 provider `{}`", provider.value),
+                    "write BR's provider name, such as aws, ceph or minio",
+                );
+            }
+            (&s3.value.secret, &s3.value.prefix, s3.span())
+        } else if let Some(gcs) = &b.gcs {
+            self.bucket(F, "GCS bucket", &gcs.value.bucket);
+            (&gcs.value.secret, &gcs.value.prefix, gcs.span())
+        } else if let Some(az) = &b.azblob {
+            self.bucket(F, "Azure container", &az.value.container);
+            match &az.value.account {
+                Some(account)
+                    if !(3..=24).contains(&account.value.len())
+                        || !account
+                            .value
+                            .bytes()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) =>
+                {
+                    self.error(
+                        F,
+                        account.span(),
+                        format!("invalid Azure storage account `{}`", account.value),
+                        "an account name has 3 to 24 lowercase letters and digits",
+                    );
+                }
+                Some(_) => {}
+                None => self.error(
+                    F,
+                    az.span(),
+                    "[backup.azblob] has no `account`",
+                    "add account = \"<storage account name>\"",
+                ),
+            }
+            (&az.value.secret, &az.value.prefix, az.span())
+        } else {
+            return;
+        };
+        if let Some(prefix) = prefix {
+            self.object_prefix(F, "backup prefix", prefix);
+        }
+        if let Some(log) = &b.log
+            && let Some(p) = &log.value.prefix
+        {
+            self.object_prefix(F, "log backup prefix", p);
+            if prefix.as_ref().map(|x| x.value.as_str()) == Some(p.value.as_str()) {
+                self.error(
+                    F,
+                    p.span(),
+                    "the log backup would share the snapshot backups' prefix",
+                    "give [backup.log] its own prefix, such as \"<prefix>/log\"",
+                );
+            }
+        }
+        match secret {
+            Some(secret) => self.name_check(
                 F,
                 "Secret name",
                 secret,
                 names::dns1123_subdomain(&secret.value),
+            ),
+            None if b.service_account.is_none() => self.error(
+                F,
+                span,
+                "the backup store has no credentials",
+                "name an existing Secret with `secret = \"...\"`, or set [backup] service_account to a ServiceAccount whose cloud identity may write the bucket",
+            ),
+            None => {}
+        }
+    }
+
+    /// A bucket or container name as S3, GCS and Azure all accept it: 3 to
+    /// 63 lowercase letters, digits, hyphens (and dots, not for Azure),
+    /// starting and ending with a letter or digit.
+    fn bucket(&mut self, file: FileKind, what: &str, name: &Sp<String>) {
+        let v = &name.value;
+        let dots = what != "Azure container";
+        let ok = (3..=63).contains(&v.len())
+            && v.bytes().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || (dots && c == b'.')
+            })
+            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && !v.contains("..")
+            && !v.contains("--");
+        if !ok {
+            self.error(
+                file,
+                name.span(),
+                format!("invalid {what} `{v}`"),
+                "a bucket name has 3 to 63 lowercase letters, digits and hyphens, and starts and ends with a letter or digit",
             );
         }
     }
 
-    fn storage_url(&mut self, from: &Sp<String>) {
+    /// A path inside a bucket: segments of safe characters, no leading or
+    /// trailing slash, no empty or `..` segment.
+    fn object_prefix(&mut self, file: FileKind, what: &str, prefix: &Sp<String>) {
+        let v = &prefix.value;
+        let ok = !v.is_empty()
+            && v.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
+            });
+        if !ok {
+            self.error(
+                file,
+                prefix.span(),
+                format!("invalid {what} `{v}`"),
+                "write a path such as \"prod/tidb\": letters, digits, `-`, `_` and `.`, separated by single slashes, without a leading or trailing slash",
+            );
+        }
+    }
+
+    fn image_reference(&mut self, file: FileKind, what: &str, image: &Sp<String>) {
+        let v = &image.value;
+        let last = v.rsplit('/').next().unwrap_or_default();
+        let pinned = last.contains(':') || v.contains("@sha256:");
+        if v.is_empty() || v.contains(char::is_whitespace) || !pinned || last.ends_with(":latest") {
+            self.error(
+                file,
+                image.span(),
+                format!(
+                    "invalid {what} `{v}`: an image must name a tag other than latest, or a digest"
+                ),
+                "write a pinned image such as \"amazon/aws-cli:2.22.35\"",
+            );
+        }
+    }
+
+    fn storage_url(&mut self, from: &Sp<String>) -> bool {
         let ok = ["s3://", "gcs://", "gs://", "azure://", "azblob://"]
             .iter()
             .any(|scheme| {
-                from.value
-                    .strip_prefix(scheme)
-                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+                from.value.strip_prefix(scheme).is_some_and(|rest| {
+                    !rest.is_empty()
+                        && !rest.starts_with('/')
+                        && !rest.contains(char::is_whitespace)
+                        && !rest.contains("//")
+                })
             });
+        if ok && from.value.contains(['?', '#', '@']) {
+            // BR also takes credentials in the URL's query; in git they
+            // would be in the clear.
+            self.error(
+                FileKind::Cluster,
+                from.span(),
+                format!("backup location `{}` carries a query or user part", from.value),
+                "write only scheme://bucket/path: credentials come from the Secret that [backup] names, never from the URL",
+            );
+            return false;
+        }
         if !ok {
             self.error(
                 FileKind::Cluster,
@@ -729,6 +919,85 @@ impl Validator<'_> {
                 format!("invalid backup location `{}`", from.value),
                 "write a URL such as s3://bucket/prefix, gcs://bucket/prefix or azure://container/prefix",
             );
+        }
+        ok
+    }
+
+    /// A restore reads with the `[backup]` store's credentials, so it must
+    /// come from that store.
+    fn restore(&mut self, r: &input::RestoreEntry, backup: Option<&input::BackupSection>) {
+        const F: FileKind = FileKind::Cluster;
+        let mut valid = vec![self.storage_url(&r.from)];
+        if let Some(log_from) = &r.log_from {
+            valid.push(self.storage_url(log_from));
+        }
+        let store = backup.and_then(|b| {
+            b.s3.as_ref()
+                .map(|s| ("s3", s.value.bucket.value.as_str()))
+                .or_else(|| {
+                    b.gcs
+                        .as_ref()
+                        .map(|g| ("gcs", g.value.bucket.value.as_str()))
+                })
+                .or_else(|| {
+                    b.azblob
+                        .as_ref()
+                        .map(|a| ("azure", a.value.container.value.as_str()))
+                })
+        });
+        let urls = std::iter::once(&r.from).chain(r.log_from.as_ref());
+        for (url, _) in urls.zip(valid).filter(|(_, ok)| *ok) {
+            let (scheme, rest) = url.value.split_once("://").unwrap_or(("", ""));
+            let scheme = match scheme {
+                "gs" => "gcs",
+                "azblob" => "azure",
+                s => s,
+            };
+            let bucket = rest.split('/').next().unwrap_or_default();
+            match store {
+                None => self.error(
+                    F,
+                    url.span(),
+                    "a restore needs the store's credentials, which [backup] declares",
+                    "add [backup] with the storage table of the bucket that holds the backup",
+                ),
+                Some((s, b)) if s != scheme || b != bucket => self.error(
+                    F,
+                    url.span(),
+                    format!("`{}` is not in the [backup] store ({s}://{b})", url.value),
+                    "restore from the bucket [backup] names, whose credentials the restore Job uses",
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(log_from) = &r.log_from
+            && r.until.is_none()
+        {
+            self.error(
+                F,
+                log_from.span(),
+                "`log_from` without `until` has nothing to replay",
+                "add until = \"2026-11-20 10:00:00+0000\", or remove log_from",
+            );
+        }
+        if let Some(until) = &r.until {
+            if !restored_ts_ok(&until.value) {
+                self.error(
+                    F,
+                    until.span(),
+                    format!("invalid restore time `{}`", until.value),
+                    "write the time with its UTC offset, such as \"2026-11-20 10:00:00+0000\"",
+                );
+            }
+            let has_log = r.log_from.is_some() || backup.is_some_and(|b| b.log.is_some());
+            if !has_log {
+                self.error(
+                    F,
+                    until.span(),
+                    "a point-in-time restore needs a log backup",
+                    "add log_from = \"s3://bucket/prefix/log\", or enable [backup.log]",
+                );
+            }
         }
     }
 
@@ -906,4 +1175,35 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` with an explicit UTC offset (`+0000`, `+08:00`,
+/// `Z`), a form BR's `--restored-ts` takes; without an offset the time
+/// would depend on the restore pod's zone.
+fn restored_ts_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return false;
+    }
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let date_time = digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b' '
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    let zone = &s[19..];
+    let offset = |z: &str| {
+        let z = z.as_bytes();
+        (z.len() == 5 && z[1..].iter().all(u8::is_ascii_digit))
+            || (z.len() == 6
+                && z[3] == b':'
+                && z[1..3].iter().chain(&z[4..]).all(u8::is_ascii_digit))
+    };
+    date_time && (zone == "Z" || ((zone.starts_with('+') || zone.starts_with('-')) && offset(zone)))
 }
