@@ -56,6 +56,7 @@ fn main() {
     let options = Options {
         strict_config: false,
         repo_path: "clusters/bench/deploy".into(),
+        ..Default::default()
     };
     println!(
         "{:>6} {:>6} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8}",

@@ -131,9 +131,16 @@ def inventory(deploy, work, label):
         where, key = places[0]
         # Named after the ConfigMap file and key, so shellcheck's messages point there.
         target = os.path.join(out, where.lstrip("/"), key)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "w") as f:
-            f.write(value if isinstance(value, str) else "")
+        # Every copy is written and checked: a script sources its
+        # neighbours in the same ConfigMap by name, and shellcheck follows a
+        # source only to a file it was given.
+        for other_where, other_key in places:
+            copy = os.path.join(out, other_where.lstrip("/"), other_key)
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            with open(copy, "w") as f:
+                f.write(value if isinstance(value, str) else "")
+            if copy != target:
+                script_files.append(os.path.relpath(copy, out))
         if not isinstance(value, str):
             print(f"{where}: data.{key} is not a string")
             bad += 1

@@ -11,13 +11,16 @@ use crate::lock::Lock;
 use crate::place::{self, Event};
 use crate::{config, graph, manifest};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Unknown config keys are errors, not warnings.
     pub strict_config: bool,
     /// The output folder's path inside its Git repository, `/`-separated
     /// (see `layout::Source`).
     pub repo_path: String,
+    /// Evidence from the cluster (`--observed`), read; it moves day-2 steps
+    /// on (see `lock`).
+    pub observed: Vec<crate::evidence::File>,
 }
 
 /// The repository URL of the example Flux and Argo CD objects when
@@ -34,6 +37,8 @@ pub struct Compiled {
     pub objects: usize,
     /// Warnings (errors stop the compile).
     pub warnings: Vec<Diagnostic>,
+    /// Day-2 steps waiting for evidence, with the command that captures it.
+    pub waiting: Vec<String>,
     pub timings: Timings,
 }
 
@@ -82,6 +87,38 @@ pub fn events_since(texts: Texts<'_>) -> Vec<Event> {
         .unwrap_or_default()
 }
 
+/// What each day-2 step waits for, and the command that captures it.
+pub fn waiting(lock: &crate::lock::Lock, names: &crate::manifest::Names) -> Vec<String> {
+    use crate::lock::State;
+    let mut out = Vec::new();
+    for e in &lock.entries {
+        let Some(command) = crate::evidence::awaited(lock, names, e.id.component, e.state) else {
+            continue;
+        };
+        let what = match (e.id.component, e.state) {
+            (crate::model::Component::Pd, _) => {
+                "PD's member list no longer naming it (its delete Job removes it)"
+            }
+            (_, State::Leaving | State::Removing) => {
+                "PD listing its store as Tombstone (its Regions move off first; this can take hours)"
+            }
+            (_, State::Failed) => {
+                "every running store Up, the replacement included; then its store is deleted through PD"
+            }
+            _ => "its reclaim Job to succeed (a node that is down keeps it pending)",
+        };
+        out.push(format!(
+            "{} ({}, {}:{}) waits for {what}: capture `{command}` and compile with `--observed {}`",
+            e.id,
+            e.state.as_str(),
+            e.node,
+            e.path,
+            command.rsplit(' ').next().unwrap_or_default()
+        ));
+    }
+    out
+}
+
 pub fn compile(texts: Texts<'_>, options: &Options) -> Result<Compiled, Vec<Diagnostic>> {
     let mut timings = Timings::default();
     let start = Instant::now();
@@ -102,7 +139,24 @@ pub fn compile(texts: Texts<'_>, options: &Options) -> Result<Compiled, Vec<Diag
     timings.load = start.elapsed();
 
     let start = Instant::now();
-    let outcome = match place::place(&loaded.model, &loaded.lock, &place::Options::default()) {
+    let names = crate::manifest::Names::new(&loaded.model);
+    let observed = match crate::evidence::resolve(&options.observed, &loaded.lock, &names) {
+        Ok(observed) => observed,
+        Err(errors) => {
+            diagnostics.extend(errors.into_iter().map(|e| {
+                Diagnostic::error(format!("the evidence contradicts placement.lock: {e}"))
+                    .hint("check that the evidence comes from this cluster and is current; nothing was written")
+            }));
+            diag::sort(&mut diagnostics);
+            return Err(diagnostics);
+        }
+    };
+    let outcome = match place::place_observed(
+        &loaded.model,
+        &loaded.lock,
+        &place::Options::default(),
+        &observed,
+    ) {
         Ok(outcome) => outcome,
         Err(errors) => {
             diagnostics.extend(errors);
@@ -151,7 +205,9 @@ pub fn compile(texts: Texts<'_>, options: &Options) -> Result<Compiled, Vec<Diag
     };
     timings.render = start.elapsed();
     diag::sort(&mut diagnostics);
+    let waiting = waiting(&outcome.lock, &names);
     Ok(Compiled {
+        waiting,
         lock: outcome.lock,
         events: outcome.events,
         files,

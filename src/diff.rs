@@ -382,6 +382,11 @@ pub fn preview(
         .iter()
         .map(|r| format!("unsafe: {r}"))
         .chain(plan.warnings.iter().cloned())
+        .chain(
+            plan.waiting
+                .iter()
+                .map(|w| format!("evidence awaited: {w}")),
+        )
         .collect();
 
     // Pair each removed object whose name carries a content hash (config
@@ -553,9 +558,10 @@ fn placement(
         }
         let event = context.events.iter().find_map(|e| {
             let about = match e {
-                Event::Placed { id, .. } | Event::Failed { id, .. } | Event::Retired { id, .. } => {
-                    id
-                }
+                Event::Placed { id, .. }
+                | Event::Failed { id, .. }
+                | Event::Retired { id, .. }
+                | Event::Advanced { id, .. } => id,
             };
             (about.to_string() == *id).then(|| crate::report::describe_event(e))
         });

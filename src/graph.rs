@@ -16,11 +16,14 @@
 //! | TiKV instances of failure domain D | 10000 + 2 × lock's number of D | `{..}-tikv-{D}-{N / 250}` |
 //! | the gate Job after D's wave | the same + 1 | `{..}-tikv-gate-{D}` |
 //! | TiKV `tikv-N` without an isolation level (and its gate) | 10000 + 2N (+ 1) | `{..}-tikv-N` |
+//! | deleting failed PD members by name | 98 | `00098-pd-members` |
 //! | backup of the old version before an upgrade | 99 | `00099-backup-before-upgrade` |
+//! | taking leaving or failed instances out through PD | 19998 | `19998-decommission` |
 //! | PD settings Job (PD's stored tables, through PD's API) | 19999 | `19999-pd-settings` |
 //! | TiDB | 20000 | `20000-tidb` |
 //! | restore Jobs | 20001 | `20001-restore` |
 //! | backup CronJob, log backup Job | 20002 | `20002-backup` |
+//! | reclaim Jobs (wipe a gone instance's directory) | 30000 | `30000-reclaim` (Flux does not wait for it) |
 //!
 //! PD members come one wave each (the first bootstraps, the others join in
 //! order), TiKV one wave per failure domain at the isolation level (so a
@@ -57,6 +60,13 @@ pub const WAVE_BACKUP_BEFORE_UPGRADE: u32 = WAVE_PD - 1;
 /// Once TiDB is up.
 pub const WAVE_RESTORE: u32 = 20_001;
 pub const WAVE_BACKUP: u32 = 20_002;
+/// Before the PD waves (and the backup before an upgrade), so a
+/// replacement joins a member list without the failed member.
+pub const WAVE_PD_MEMBERS: u32 = WAVE_PD - 2;
+/// After every TiKV wave (the replacements run), before PD's settings.
+pub const WAVE_DECOMMISSION: u32 = WAVE_PD_SETTINGS - 1;
+/// Last: a reclaim on a node that is down waits there, holding back nothing.
+pub const WAVE_RECLAIM: u32 = 30_000;
 
 /// One wave folder.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -201,6 +211,12 @@ fn wave_of(model: &Model, lock: &Lock, role: &Role) -> Result<(u32, String), Box
         ),
         Role::Restore => (WAVE_RESTORE, format!("{WAVE_RESTORE:05}-restore")),
         Role::Backup => (WAVE_BACKUP, format!("{WAVE_BACKUP:05}-backup")),
+        Role::PdMemberDelete => (WAVE_PD_MEMBERS, format!("{WAVE_PD_MEMBERS:05}-pd-members")),
+        Role::Decommission => (
+            WAVE_DECOMMISSION,
+            format!("{WAVE_DECOMMISSION:05}-decommission"),
+        ),
+        Role::Reclaim => (WAVE_RECLAIM, format!("{WAVE_RECLAIM:05}-reclaim")),
     })
 }
 
@@ -389,7 +405,28 @@ fn check_dependencies(
                     edge(i, w, Need::Before);
                 }
             }
-            (Role::Restore | Role::Backup, _) => {
+            (Role::PdMemberDelete, _) => {
+                for &c in &config_maps {
+                    edge(c, i, Need::Same);
+                }
+                for &(_, w) in &pd_workloads {
+                    edge(i, w, Need::Before);
+                }
+            }
+            (Role::Decommission, _) => {
+                for &c in &config_maps {
+                    edge(c, i, Need::Same);
+                }
+                for (_, &w) in workloads.iter() {
+                    edge(w, i, Need::Before);
+                }
+                for (g, gate) in objects.iter().enumerate() {
+                    if matches!(gate.role, Role::TikvGate(_)) {
+                        edge(g, i, Need::Before);
+                    }
+                }
+            }
+            (Role::Restore | Role::Backup | Role::Reclaim, _) => {
                 for &c in &config_maps {
                     edge(c, i, Need::Same);
                 }

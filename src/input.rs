@@ -415,6 +415,17 @@ pub enum NodeState {
     Cordoned,
     /// Gone or broken: its instances fail over.
     Down,
+    /// Down for good, its disks lost: its instances fail over, and their
+    /// stores are deleted through PD with `?force` (nothing can move off
+    /// them).
+    Destroyed,
+}
+
+impl NodeState {
+    /// Whether the node's instances fail over.
+    pub fn is_down(self) -> bool {
+        matches!(self, NodeState::Down | NodeState::Destroyed)
+    }
 }
 
 /// `[[node.dir]]`: one local directory, one mount point.

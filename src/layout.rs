@@ -229,7 +229,12 @@ fn flux_kustomization(
         json!({ "kind": "GitRepository", "name": prefix }),
     );
     spec.insert("timeout".into(), json!(wave.timeout));
-    spec.insert("wait".into(), json!(true));
+    // A reclaim whose node is down stays pending; Flux must not wait for it
+    // (nothing comes after it anyway).
+    spec.insert(
+        "wait".into(),
+        json!(wave.number != crate::graph::WAVE_RECLAIM),
+    );
     json!({
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
         "kind": "Kustomization",

@@ -10,6 +10,7 @@ pub mod config;
 pub mod cron;
 pub mod diag;
 pub mod diff;
+pub mod evidence;
 pub mod generate;
 pub mod graph;
 pub mod input;

@@ -38,14 +38,40 @@
 //! # Instance states
 //!
 //! - `up`: the instance runs on its directory and counts towards `replicas`.
-//! - `leaving`: chosen for retirement (scale in, rebalance); it still holds
-//!   its directory and its data until the day-2 steps remove it.
-//! - `failed`: its node was removed or marked down, or its directory vanished
-//!   or became too small; a replacement with a new id was placed.
+//! - `leaving`: chosen for retirement (scale in, rebalance). Its workload
+//!   keeps running while a Job asks PD to take it out (a TiKV store is
+//!   deleted and its Regions move away; a PD member is deleted by name).
+//! - `failed`: its node was removed, marked `down` or `destroyed`, or its
+//!   directory vanished or became too small; it has no workload, and a
+//!   replacement with a new id was placed. A failed PD member is deleted by
+//!   name in a wave before the replacement joins.
+//! - `removing`: a failed TiKV whose store is being deleted through PD, once
+//!   evidence showed every running store Up (the replacements included).
+//! - `gone`: out of the cluster (PD listed the store as Tombstone, or the
+//!   member list no longer names it). Its workload is removed and its
+//!   directory is being reclaimed.
 //!
-//! Allowed transitions: `up -> leaving`, `up -> failed`. A `leaving` or
-//! `failed` instance is never brought back: its data may be stale, and the
-//! owner marker in its directory refuses a new owner until it is reclaimed.
+//! Transitions, and what each needs:
+//!
+//! | from | to | when | evidence |
+//! |---|---|---|---|
+//! | `up` | `leaving` | `replicas` lowered, or `--rebalance` | none |
+//! | `up` | `failed` | node removed, `down` or `destroyed`; directory gone or too small | none |
+//! | `failed` (TiKV) | `removing` | every store of an `up` or `leaving` TiKV is Up | `pd-ctl store` |
+//! | `leaving`, `removing` (TiKV) | `gone` | its store is Tombstone | `pd-ctl store` |
+//! | `leaving`, `failed` (PD) | `gone` | the member list does not name it | `pd-ctl member` |
+//! | `gone` | (entry dropped) | its reclaim Job succeeded, or its node left the inventory | `kubectl get jobs` |
+//!
+//! Nothing else moves: an instance is never brought back (its data may be
+//! stale, and the owner marker in its directory refuses a new owner until
+//! the directory is reclaimed), and without evidence every instance holds
+//! its state.
+//!
+//! # Directory states
+//!
+//! A directory is `bound` while an `up`, `leaving`, `failed` or `removing`
+//! instance holds it, `reclaiming` while a `gone` instance does (a Job wipes
+//! it), and `free` when no entry names it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -71,6 +97,8 @@ pub enum State {
     Up,
     Leaving,
     Failed,
+    Removing,
+    Gone,
 }
 
 impl State {
@@ -79,7 +107,14 @@ impl State {
             State::Up => "up",
             State::Leaving => "leaving",
             State::Failed => "failed",
+            State::Removing => "removing",
+            State::Gone => "gone",
         }
+    }
+
+    /// Whether the instance's workload runs.
+    pub fn runs(self) -> bool {
+        matches!(self, State::Up | State::Leaving)
     }
 }
 

@@ -32,6 +32,20 @@ pub const TIKV_START_SH: &str = include_str!("pod/tikv-start.sh");
 pub const TIKV_PRESTOP_SH: &str = include_str!("pod/tikv-prestop.sh");
 pub const PD_PRESTOP_SH: &str = include_str!("pod/pd-prestop.sh");
 pub const PD_API_SH: &str = include_str!("pod/pd-api.sh");
+pub const STORE_DELETE_SH: &str = include_str!("pod/store-delete.sh");
+pub const PD_MEMBER_DELETE_SH: &str = include_str!("pod/pd-member-delete.sh");
+pub const RECLAIM_SH: &str = include_str!("pod/reclaim.sh");
+
+/// The scripts of the day-2 Jobs, in a ConfigMap of their own (so adding
+/// them never restarts a workload), by key.
+pub fn day2_scripts() -> &'static [(&'static str, &'static str)] {
+    &[
+        ("pd-api.sh", PD_API_SH),
+        ("pd-member-delete.sh", PD_MEMBER_DELETE_SH),
+        ("reclaim.sh", RECLAIM_SH),
+        ("store-delete.sh", STORE_DELETE_SH),
+    ]
+}
 
 /// The pd.toml tables PD copies into its own storage at the first start and
 /// then reads from there, ignoring the file (FACTS §3, verified for these
@@ -63,6 +77,9 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_CLUSTER: &str = "app.kubernetes.io/instance";
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 pub const LABEL_INSTANCE_ID: &str = "tidb-gitops.io/instance-id";
+/// On a day-2 Job: the instance it acts on (not `instance-id`, which marks
+/// the instance's own objects).
+pub const LABEL_TARGET: &str = "tidb-gitops.io/target";
 
 /// Kubernetes' name limits: DNS-1123 subdomains (most objects), DNS-1123
 /// labels (Services, Namespaces), and StatefulSets, whose pods get a
@@ -94,6 +111,14 @@ pub enum Role {
     Restore,
     /// The backup CronJob and the log backup Job, last.
     Backup,
+    /// Deleting failed PD members by name, before any PD wave (so a
+    /// replacement joins a member list without them).
+    PdMemberDelete,
+    /// Taking leaving TiKV stores and PD members, and failed stores whose
+    /// replacements run, out through PD, after every TiKV wave.
+    Decommission,
+    /// Wiping the directory of a gone instance, last of all.
+    Reclaim,
 }
 
 #[derive(Clone, Debug)]
@@ -231,7 +256,7 @@ pub fn objects(
                         // data stays reviewable and undeletable) but no
                         // workload: its node is gone or down, or its
                         // directory no longer qualifies.
-                        if entry.state != State::Failed
+                        if entry.state.runs()
                             && let Some(node) = model.inventory.node(&entry.node)
                         {
                             out.push(b.stateful_set(entry, node, lock));
@@ -270,6 +295,7 @@ pub fn objects(
         .map(|(domain, workloads)| b.tikv_gate(domain, workloads))
         .collect();
     out.extend(gates);
+    out.extend(b.day2_objects(lock));
     out.extend(b.backup_objects(lock));
 
     let mut by_kind: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -331,7 +357,7 @@ impl<'a> Builder<'a> {
     fn new(model: &'a Model, names: &'a Names, configs: &'a Configs, lock: &Lock) -> Builder<'a> {
         let mut per_node: BTreeMap<&str, u32> = BTreeMap::new();
         for e in &lock.entries {
-            if e.id.component == Component::Tikv && e.state != State::Failed {
+            if e.id.component == Component::Tikv && e.state.runs() {
                 *per_node.entry(e.node.0.as_str()).or_default() += 1;
             }
         }
@@ -1168,6 +1194,200 @@ impl<'a> Builder<'a> {
             "/spec/template/spec",
             Value::Object(spec),
         )
+    }
+
+    /// The Jobs of day-2 steps (see `lock`'s states): a store deleted
+    /// through PD for each `leaving` or `removing` TiKV; a member deleted by
+    /// name for each `leaving` or `failed` PD; a reclaim Job for each `gone`
+    /// instance whose node is in the inventory. Named by the hash of their
+    /// spec, so an upgrade runs them again (they are idempotent) rather
+    /// than changing a Job the API server refuses to change.
+    fn day2_objects(&self, lock: &Lock) -> Vec<Object> {
+        let mut out = Vec::new();
+        for e in &lock.entries {
+            let node = self.model.inventory.node(&e.node);
+            match (e.id.component, e.state) {
+                (Component::Tikv, State::Leaving | State::Removing) => {
+                    let force = node.is_some_and(|n| n.state == crate::input::NodeState::Destroyed);
+                    out.push(self.day2_job(
+                        &format!("remove-{}", e.id),
+                        Role::Decommission,
+                        Component::Tikv,
+                        "store-delete",
+                        "store-delete.sh",
+                        &[
+                            ("INSTANCE", e.id.to_string()),
+                            ("PD_URL", self.names.pd_url()),
+                            (
+                                "STORE_ADDRESS",
+                                format!("{}:{TIKV_PORT}", self.names.host(e.id)),
+                            ),
+                            ("FORCE", force.to_string()),
+                        ],
+                        e,
+                    ));
+                }
+                (Component::Pd, State::Leaving | State::Failed) => {
+                    let role = if e.state == State::Failed {
+                        Role::PdMemberDelete
+                    } else {
+                        Role::Decommission
+                    };
+                    out.push(self.day2_job(
+                        &format!("remove-{}", e.id),
+                        role,
+                        Component::Pd,
+                        "pd-member-delete",
+                        "pd-member-delete.sh",
+                        &[
+                            ("MEMBER", e.id.to_string()),
+                            ("PD_URL", self.names.pd_url()),
+                        ],
+                        e,
+                    ));
+                }
+                (_, State::Gone) if node.is_some() => out.push(self.reclaim_job(e)),
+                _ => {}
+            }
+        }
+        if !out.is_empty() {
+            out.push(self.day2_scripts_map());
+        }
+        out
+    }
+
+    fn day2_scripts_name(&self) -> String {
+        format!(
+            "{}-day2-scripts-{}",
+            self.names.cluster,
+            content_hash(day2_scripts().iter().copied())
+        )
+    }
+
+    fn day2_scripts_map(&self) -> Object {
+        let name = self.day2_scripts_name();
+        let data: Map<String, Value> = day2_scripts()
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let value = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": self.metadata(&name, true, self.labels(None), false),
+            "immutable": true,
+            "data": data,
+        });
+        Object {
+            role: Role::Shared,
+            kind: "ConfigMap",
+            name,
+            value,
+        }
+    }
+
+    /// A day-2 Job running `script` in the component's image, named
+    /// `<cluster>-<what>-<hash of its spec>`, labelled with the instance it
+    /// acts on.
+    #[allow(clippy::too_many_arguments)]
+    fn day2_job(
+        &self,
+        what: &str,
+        role: Role,
+        component: Component,
+        step: &str,
+        script: &str,
+        vars: &[(&str, String)],
+        entry: &Entry,
+    ) -> Object {
+        let command = vec!["/bin/bash".to_string(), format!("{SCRIPTS_DIR}/{script}")];
+        let mut value = self.job("", step, component, command, vars, 3_600);
+        value["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] =
+            json!(self.day2_scripts_name());
+        value["metadata"]["labels"][LABEL_TARGET] = json!(entry.id.to_string());
+        value["metadata"]["labels"][LABEL_COMPONENT] = json!(step);
+        let spec = value["spec"].to_string();
+        let name = format!(
+            "{}-{what}-{}",
+            self.names.cluster,
+            content_hash([("spec", spec.as_str())])
+        );
+        value["metadata"]["name"] = json!(name);
+        Object {
+            role,
+            kind: "Job",
+            name,
+            value,
+        }
+    }
+
+    /// The Job that wipes a gone instance's directory: pinned to its node,
+    /// the directory (exactly that path) mounted by `hostPath`, the only
+    /// `hostPath` in the output. It refuses unless the owner marker names
+    /// the instance, and cannot be scheduled while a pod of the instance is
+    /// still on the node (anti-affinity). A node that is down leaves it
+    /// pending in the last wave, where it holds back nothing.
+    fn reclaim_job(&self, entry: &Entry) -> Object {
+        let owner = format!(
+            "tidb-gitops cluster={}/{} instance={}",
+            self.names.namespace, self.names.cluster, entry.id
+        );
+        let command = vec!["/bin/bash".to_string(), format!("{SCRIPTS_DIR}/reclaim.sh")];
+        let vars = [
+            ("HOST_PATH", entry.path.0.clone()),
+            ("NODE_NAME", entry.node.0.clone()),
+            ("OWNER", owner),
+            ("RECLAIM_DIR", "/reclaim".to_string()),
+        ];
+        let mut value = self.job("", "reclaim", Component::Tikv, command, &vars, 3_600);
+        let pod = &mut value["spec"]["template"]["spec"];
+        pod["volumes"][0]["configMap"]["name"] = json!(self.day2_scripts_name());
+        pod["containers"][0]["volumeMounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .push(mount("reclaim", "/reclaim", false));
+        pod["volumes"].as_array_mut().expect("volumes").push(
+            json!({ "name": "reclaim", "hostPath": { "path": entry.path.0, "type": "Directory" } }),
+        );
+        let mut spec = pod.as_object().cloned().expect("pod spec");
+        spec.insert(
+            "affinity".into(),
+            json!({ "podAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": { "matchLabels": {
+                    LABEL_CLUSTER: self.names.cluster,
+                    LABEL_INSTANCE_ID: entry.id.to_string(),
+                } },
+                "topologyKey": "kubernetes.io/hostname",
+            }] } }),
+        );
+        spec.insert(
+            "nodeSelector".into(),
+            json!({ "kubernetes.io/hostname": entry.node.0 }),
+        );
+        let sorted: Map<String, Value> = {
+            let mut entries: Vec<(String, Value)> = spec.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            entries.into_iter().collect()
+        };
+        *pod = Value::Object(sorted);
+        value["metadata"]["labels"][LABEL_TARGET] = json!(entry.id.to_string());
+        value["metadata"]["labels"][LABEL_COMPONENT] = json!("reclaim");
+        value["metadata"]["labels"][crate::evidence::LABEL_RECLAIM] = json!(entry.id.to_string());
+        value["spec"]["template"]["metadata"]["labels"][crate::evidence::LABEL_RECLAIM] =
+            json!(entry.id.to_string());
+        let spec = value["spec"].to_string();
+        let name = format!(
+            "{}-reclaim-{}-{}",
+            self.names.cluster,
+            entry.id,
+            content_hash([("spec", spec.as_str())])
+        );
+        value["metadata"]["name"] = json!(name);
+        Object {
+            role: Role::Reclaim,
+            kind: "Job",
+            name,
+            value,
+        }
     }
 
     /// The gate after a TiKV wave: a Job that completes once the wave's

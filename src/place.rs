@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Diagnostic, FileKind};
+use crate::evidence::Observed;
 use crate::lock::{Entry, Lock, State};
 use crate::model::*;
 
@@ -55,6 +56,13 @@ pub enum Event {
         id: InstanceId,
         why: Retire,
     },
+    /// A day-2 step moved on, on evidence from the cluster (`to: None`: the
+    /// entry is dropped and its directory is free).
+    Advanced {
+        id: InstanceId,
+        to: Option<State>,
+        why: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -70,6 +78,17 @@ pub fn place(
     previous: &Lock,
     options: &Options,
 ) -> Result<Outcome, Vec<Diagnostic>> {
+    place_observed(model, previous, options, &Observed::default())
+}
+
+/// `place`, with evidence from the cluster moving day-2 steps on (see the
+/// transitions in `lock`).
+pub fn place_observed(
+    model: &Model,
+    previous: &Lock,
+    options: &Options,
+    observed: &Observed,
+) -> Result<Outcome, Vec<Diagnostic>> {
     let mut solver = Solver::new(model, previous);
     solver.fail_lost_instances();
     for component in Component::STATEFUL {
@@ -81,6 +100,7 @@ pub fn place(
     if !solver.errors.is_empty() {
         return Err(solver.errors);
     }
+    solver.advance(observed);
     let mut lock = Lock {
         entries: solver.entries,
         next: solver.next,
@@ -125,7 +145,7 @@ pub fn tikv_waves(
     let domains: BTreeSet<String> = lock
         .entries
         .iter()
-        .filter(|e| e.id.component == Component::Tikv && e.state != State::Failed)
+        .filter(|e| e.id.component == Component::Tikv && e.state.runs())
         .filter_map(|e| topology.domain(&model.inventory.node(&e.node)?.labels))
         .collect();
     let mut waves: BTreeMap<String, u32> = previous
@@ -219,6 +239,80 @@ impl<'m> Solver<'m> {
         }
     }
 
+    /// Day-2 steps that the evidence lets move on (the transitions in
+    /// `lock`). Without evidence nothing moves.
+    fn advance(&mut self, observed: &Observed) {
+        let nodes = &self.model.inventory.nodes;
+        // A failed store is deleted through PD only once every running
+        // store, the replacements included, is Up: deleting it earlier
+        // could leave a Region with too few replicas to rebuild from.
+        let running_up = !observed.stores.is_empty()
+            && self
+                .entries
+                .iter()
+                .filter(|e| e.id.component == Component::Tikv && e.state.runs())
+                .all(|e| observed.stores.get(&e.id).is_some_and(|s| s == "Up"));
+        let mut dropped = BTreeSet::new();
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            let id = e.id;
+            let store = observed.stores.get(&id).map(String::as_str);
+            let member_gone = observed
+                .members
+                .as_ref()
+                .is_some_and(|m| !m.contains(&id.to_string()));
+            let step: Option<(Option<State>, &str)> = match (id.component, e.state) {
+                (Component::Tikv, State::Leaving | State::Removing | State::Failed)
+                    if store == Some("Tombstone") =>
+                {
+                    Some((Some(State::Gone), "PD lists its store as Tombstone"))
+                }
+                (Component::Tikv, State::Failed) if running_up => Some((
+                    Some(State::Removing),
+                    "every running store is Up, the replacements included: its store is deleted through PD",
+                )),
+                (Component::Pd, State::Leaving | State::Failed) if member_gone => {
+                    Some((Some(State::Gone), "PD's member list no longer names it"))
+                }
+                (_, State::Gone) if observed.reclaimed.contains(&id) => {
+                    Some((None, "its reclaim Job succeeded; the directory is free"))
+                }
+                (_, State::Gone) if nodes.binary_search_by(|n| n.name.cmp(&e.node)).is_err() => {
+                    Some((
+                        None,
+                        "its node left the inventory: nothing is left to reclaim",
+                    ))
+                }
+                _ => None,
+            };
+            if let Some((to, why)) = step {
+                match to {
+                    Some(state) => self.entries[i].state = state,
+                    None => {
+                        dropped.insert(i);
+                    }
+                }
+                self.events.push(Event::Advanced {
+                    id,
+                    to,
+                    why: why.to_string(),
+                });
+            }
+        }
+        if !dropped.is_empty() {
+            let mut i = 0;
+            self.entries.retain(|_| {
+                i += 1;
+                !dropped.contains(&(i - 1))
+            });
+            let mut i = 0;
+            self.slots.retain(|_| {
+                i += 1;
+                !dropped.contains(&(i - 1))
+            });
+        }
+    }
+
     /// `up` instances whose node or directory is gone become `failed`.
     fn fail_lost_instances(&mut self) {
         let nodes = &self.model.inventory.nodes;
@@ -236,9 +330,15 @@ impl<'m> Solver<'m> {
                     "node `{}` is no longer in the inventory",
                     entry.node
                 )),
-                (Ok(n), _) if nodes[n].state == NodeState::Down => {
-                    Some(format!("node `{}` is down", entry.node))
-                }
+                (Ok(n), _) if nodes[n].state.is_down() => Some(format!(
+                    "node `{}` is {}",
+                    entry.node,
+                    if nodes[n].state == NodeState::Destroyed {
+                        "destroyed"
+                    } else {
+                        "down"
+                    }
+                )),
                 (Ok(_), None) => Some(format!(
                     "directory {}:{} is no longer in the inventory",
                     entry.node, entry.path
@@ -267,6 +367,37 @@ impl<'m> Solver<'m> {
         let mut tree = Tree::build(self, component);
         if options.rebalance {
             self.rebalance(&mut tree, spec.replicas);
+        }
+        let excess = tree.nodes[ROOT].count.saturating_sub(spec.replicas);
+        if excess > 0 && component == Component::Pd {
+            let pending: Vec<String> = self
+                .entries
+                .iter()
+                .filter(|e| {
+                    e.id.component == Component::Pd
+                        && matches!(e.state, State::Leaving | State::Failed)
+                })
+                .map(|e| e.id.to_string())
+                .collect();
+            if excess > 1 || !pending.is_empty() {
+                let mut d = Diagnostic::error(format!(
+                    "PD would lose {} member(s) at once",
+                    excess as usize + pending.len()
+                ))
+                .at(crate::diag::FileKind::Cluster, spec.replicas_span.clone())
+                .label("one member per change")
+                .note("every removed member must leave the Raft group before the next, or the quorum of the remaining ones is at risk");
+                if !pending.is_empty() {
+                    d = d.note(format!(
+                        "still being removed: {} (waiting for `pd-ctl member` evidence)",
+                        pending.join(", ")
+                    ));
+                }
+                self.errors.push(d.hint(
+                    "lower pd.replicas by one, compile, merge, and lower it again once the member list no longer names the removed one",
+                ));
+                return;
+            }
         }
         while tree.nodes[ROOT].count > spec.replicas {
             let victim = tree.fullest_instance(&self.entries);
@@ -430,7 +561,7 @@ impl<'m> Solver<'m> {
         }
         let all: BTreeSet<String> = nodes
             .iter()
-            .filter(|n| n.state != NodeState::Down)
+            .filter(|n| !n.state.is_down())
             .filter_map(|n| topology.domain(&n.labels))
             .collect();
         let mut d = Diagnostic::error(format!(
@@ -608,7 +739,7 @@ impl Reasons {
                     r.media += 1;
                 } else if dir.capacity < spec.storage {
                     r.small += 1;
-                } else if node.state == NodeState::Down {
+                } else if node.state.is_down() {
                     r.down += 1;
                 } else if node.state == NodeState::Cordoned {
                     r.cordoned += 1;

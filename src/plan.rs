@@ -136,6 +136,10 @@ pub struct Plan {
     pub acknowledged: bool,
     /// Things a reviewer should know that do not stop the change.
     pub warnings: Vec<String>,
+    /// Day-2 steps waiting for evidence from the cluster, each with the
+    /// command that captures it.
+    #[serde(default)]
+    pub waiting: Vec<String>,
 }
 
 impl Plan {
@@ -219,8 +223,11 @@ fn steady_instances(files: &Files, same: impl Fn(&str) -> bool) -> BTreeMap<Stri
             continue;
         }
         for doc in text.split("\n---\n") {
+            // Labels are read from the metadata only: a selector further
+            // down (a reclaim Job's anti-affinity) names instances too.
+            let (head, spec) = doc.split_once("\nspec:\n").unwrap_or((doc, ""));
             let value = |key: &str| {
-                doc.lines()
+                head.lines()
                     .find_map(|l| l.trim_start().strip_prefix(key))
                     .map(|v| v.trim().trim_matches('\'').to_string())
             };
@@ -234,12 +241,16 @@ fn steady_instances(files: &Files, same: impl Fn(&str) -> bool) -> BTreeMap<Stri
             let entry = out.entry(id).or_default();
             entry.component = component;
             if kind == "StatefulSet" {
-                entry.labels = value("- --labels=").map(|l| {
-                    l.split(',')
-                        .filter_map(|kv| kv.split_once('='))
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect()
-                });
+                entry.labels = spec
+                    .lines()
+                    .find_map(|l| l.trim_start().strip_prefix("- --labels="))
+                    .map(|v| v.trim().trim_matches('\'').to_string())
+                    .map(|l| {
+                        l.split(',')
+                            .filter_map(|kv| kv.split_once('='))
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect()
+                    });
             }
         }
     }
@@ -391,6 +402,7 @@ pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Resul
         unsafe_reasons,
         acknowledged,
         warnings,
+        waiting: Vec::new(),
     })
 }
 
@@ -410,6 +422,9 @@ fn backup_steps(files: &Files) -> Result<BTreeMap<String, (String, Value)>, Stri
             crate::graph::WAVE_BACKUP_BEFORE_UPGRADE,
             crate::graph::WAVE_RESTORE,
             crate::graph::WAVE_BACKUP,
+            crate::graph::WAVE_PD_MEMBERS,
+            crate::graph::WAVE_DECOMMISSION,
+            crate::graph::WAVE_RECLAIM,
         ]
         .iter()
         .any(|w| folder.starts_with(&format!("{w:05}-")));
@@ -421,11 +436,15 @@ fn backup_steps(files: &Files) -> Result<BTreeMap<String, (String, Value)>, Stri
             let step = labels["app.kubernetes.io/component"]
                 .as_str()
                 .unwrap_or_default();
+            let target = labels[crate::manifest::LABEL_TARGET].as_str();
             let key = match (
                 step,
                 labels[crate::manifest::backup::LABEL_RESTORE].as_str(),
             ) {
                 ("restore", Some(name)) => format!("restore/{name}"),
+                ("store-delete" | "pd-member-delete" | "reclaim", _) => {
+                    format!("{step}/{}", target.unwrap_or_default())
+                }
                 ("", _) => continue,
                 (step, _) => step.to_string(),
             };
@@ -457,8 +476,13 @@ fn backup_changes(base: &Files, new: &Files) -> Result<Vec<(String, InstanceChan
     let keys: BTreeSet<&String> = old.keys().chain(now.keys()).collect();
     for key in keys {
         let (before, after) = (old.get(key), now.get(key));
+        let one_shot = ["store-delete/", "pd-member-delete/", "reclaim/"]
+            .iter()
+            .any(|p| key.starts_with(p));
         let (folder, change) = match (before, after) {
             (None, None) => continue,
+            // A day-2 Job leaves the output once its step is done: quiet.
+            (Some(_), None) if one_shot => continue,
             (Some((folder, _)), None) => (folder.clone(), Change::Removed),
             (before, Some((folder, doc))) => {
                 let renamed =
@@ -480,6 +504,31 @@ fn backup_changes(base: &Files, new: &Files) -> Result<Vec<(String, InstanceChan
                     }
                 } else if !renamed {
                     continue;
+                } else if let Some(id) = key.strip_prefix("store-delete/") {
+                    let force = if env(doc, "FORCE") == "true" {
+                        " with ?force (its node is destroyed)"
+                    } else {
+                        ""
+                    };
+                    Change::Runs {
+                        what: format!(
+                            "delete the store of {id} through PD{force}: its Regions move to other stores, then it is Tombstone"
+                        ),
+                    }
+                } else if let Some(id) = key.strip_prefix("pd-member-delete/") {
+                    Change::Runs {
+                        what: format!(
+                            "delete PD member {id} by name (leadership moves away first)"
+                        ),
+                    }
+                } else if let Some(id) = key.strip_prefix("reclaim/") {
+                    Change::Runs {
+                        what: format!(
+                            "wipe {}:{} of {id}, once no pod of {id} is on the node and only if its owner marker names {id}",
+                            env(doc, "NODE_NAME"),
+                            env(doc, "HOST_PATH")
+                        ),
+                    }
                 } else if key == "log-backup" {
                     Change::Runs {
                         what: format!(
@@ -1154,6 +1203,12 @@ fn summary(waves: &[Wave], unchanged: &BTreeMap<String, usize>) -> String {
                     if *n == 1 { " runs" } else { "s run" }
                 )),
                 ("log-backup", "run") => Some("log backup starts".to_string()),
+                ("store-delete", "run") => Some(format!("{n} TiKV store(s) deleted through PD")),
+                ("pd-member-delete", "run") => Some(format!("{n} PD member(s) deleted")),
+                ("reclaim", "run") => Some(format!(
+                    "{n} director{} reclaimed",
+                    if *n == 1 { "y" } else { "ies" }
+                )),
                 ("backup-before-upgrade", "run") => {
                     Some("a full backup runs before the upgrade".to_string())
                 }
@@ -1208,6 +1263,9 @@ pub fn text(plan: &Plan) -> String {
     }
     for warning in &plan.warnings {
         let _ = writeln!(out, "warning: {warning}");
+    }
+    for w in &plan.waiting {
+        let _ = writeln!(out, "waiting: {w}");
     }
     for wave in text_wave_list(plan) {
         out.push('\n');
@@ -1302,7 +1360,10 @@ pub fn markdown(plan: &Plan) -> String {
     for warning in &plan.warnings {
         let _ = writeln!(out, "- :warning: {warning}");
     }
-    if !plan.warnings.is_empty() {
+    for w in &plan.waiting {
+        let _ = writeln!(out, "- :hourglass: waiting: {w}");
+    }
+    if !plan.warnings.is_empty() || !plan.waiting.is_empty() {
         out.push('\n');
     }
     markdown_diagram(plan, &mut out);

@@ -47,6 +47,12 @@ pub fn describe_event(event: &Event) -> String {
             format!("place {id} on {node}:{path}, replacing {old}")
         }
         Event::Failed { id, reason } => format!("mark {id} failed: {reason}"),
+        Event::Advanced {
+            id,
+            to: Some(state),
+            why,
+        } => format!("mark {id} {}: {why}", state.as_str()),
+        Event::Advanced { id, to: None, why } => format!("drop {id}: {why}"),
         Event::Retired {
             id,
             why: Retire::ScaleIn,

@@ -1136,7 +1136,7 @@ impl Validator<'_> {
     /// or the spread and PD's isolation would silently ignore that node's domain.
     fn labels_cover_topology(&mut self, cluster: &Cluster, inventory: &Inventory) {
         for node in &inventory.nodes {
-            if node.dirs.is_empty() || node.state == NodeState::Down {
+            if node.dirs.is_empty() || node.state.is_down() {
                 continue;
             }
             let missing: Vec<&str> = cluster

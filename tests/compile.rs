@@ -266,6 +266,7 @@ mod library {
             &Options {
                 strict_config: false,
                 repo_path: "deploy".into(),
+                ..Default::default()
             },
         )
         .unwrap_or_else(|d| panic!("{d:?}"))

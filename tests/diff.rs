@@ -195,6 +195,7 @@ fn generated(nodes: usize) -> (String, String, Files) {
         &Options {
             strict_config: false,
             repo_path: "deploy".into(),
+            ..Default::default()
         },
     )
     .expect("compiles")

@@ -13,7 +13,9 @@
 //! `examples/<name>`, so the shipped examples are always covered.
 //!
 //! A `base/` folder in a case is copied along (the cluster folder a `plan
-//! --base base` case compares with).
+//! --base base` case compares with), and so are `*.json` files (evidence
+//! for `--observed`). `args` may chain commands with ` && `; each one's
+//! exit code and output are recorded in turn.
 //!
 //! A command that writes an output folder (`compile`) leaves it in the
 //! scratch copy as `deploy/`; the case keeps the expected tree as its own
@@ -51,13 +53,31 @@ fn run_case(inputs: &Path, args: &str) -> (String, Option<Tree>) {
             .expect("copy base input");
         }
     }
+    for entry in std::fs::read_dir(inputs).expect("read case").flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".json") {
+            std::fs::copy(entry.path(), scratch.path().join(&name)).expect("copy evidence");
+        }
+    }
     let before = std::fs::read(scratch.path().join("placement.lock")).ok();
-    let output = Command::new(env!("CARGO_BIN_EXE_tidb-gitops"))
-        .args(args.split_whitespace())
-        .current_dir(scratch.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run tidb-gitops");
+    let mut runs = String::new();
+    for (i, command) in args.split(" && ").enumerate() {
+        let output = Command::new(env!("CARGO_BIN_EXE_tidb-gitops"))
+            .args(command.split_whitespace())
+            .current_dir(scratch.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run tidb-gitops");
+        if i > 0 {
+            runs.push_str(&format!("$ tidb-gitops {command}\n"));
+        }
+        runs.push_str(&format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        ));
+    }
     let after = std::fs::read(scratch.path().join("placement.lock")).ok();
     let deploy = scratch.path().join("deploy");
     let tree = deploy.is_dir().then(|| read_tree(&deploy));
@@ -66,13 +86,8 @@ fn run_case(inputs: &Path, args: &str) -> (String, Option<Tree>) {
         (Some(b), Some(a)) if a == b => "(unchanged)\n".to_string(),
         (_, Some(a)) => String::from_utf8_lossy(a).into_owned(),
     };
-    let text = format!(
-        "$ tidb-gitops {args}\nexit: {}\n--- stdout\n{}--- stderr\n{}--- placement.lock\n{}",
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-        lock
-    );
+    let first = args.split(" && ").next().unwrap_or_default();
+    let text = format!("$ tidb-gitops {first}\n{runs}--- placement.lock\n{lock}");
     (text, tree)
 }
 

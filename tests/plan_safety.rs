@@ -25,6 +25,7 @@ fn example() -> Files {
         &Options {
             strict_config: false,
             repo_path: "deploy".into(),
+            ..Default::default()
         },
     )
     .unwrap_or_else(|d| panic!("{d:?}"))

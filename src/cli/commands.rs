@@ -28,14 +28,30 @@ fn compile_folder(
     dir: &Path,
     out: &Path,
     strict_config: bool,
+    observed: &[PathBuf],
 ) -> Result<(Compiled, super::Folder), u8> {
     let folder = match read_folder(dir) {
         Ok(folder) => folder,
         Err((diagnostics, sources)) => return Err(fail(&diagnostics, &sources)),
     };
+    let mut evidence = Vec::with_capacity(observed.len());
+    for path in observed {
+        let read = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|text| crate::evidence::read(&path.display().to_string(), &text));
+        match read {
+            Ok(file) => evidence.push(file),
+            Err(e) => {
+                eprintln!("error: {e}");
+                eprintln!("nothing was written");
+                return Err(EXIT_INVALID);
+            }
+        }
+    }
     let options = Options {
         strict_config,
         repo_path: repo_path(out),
+        observed: evidence,
     };
     let texts = Texts {
         cluster: folder.text(FileKind::Cluster),
@@ -89,8 +105,15 @@ pub fn repo_path(out: &Path) -> String {
         .join("/")
 }
 
-pub fn compile(dir: &Path, out: &Path, locked: bool, strict_config: bool, timings: bool) -> u8 {
-    let (compiled, folder) = match compile_folder(dir, out, strict_config) {
+pub fn compile(
+    dir: &Path,
+    out: &Path,
+    locked: bool,
+    strict_config: bool,
+    timings: bool,
+    observed: &[PathBuf],
+) -> u8 {
+    let (compiled, folder) = match compile_folder(dir, out, strict_config, observed) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -210,7 +233,7 @@ pub fn compile(dir: &Path, out: &Path, locked: bool, strict_config: bool, timing
 }
 
 pub fn check(dir: &Path, out: &Path, strict_config: bool) -> u8 {
-    let (compiled, folder) = match compile_folder(dir, out, strict_config) {
+    let (compiled, folder) = match compile_folder(dir, out, strict_config, &[]) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -302,8 +325,14 @@ fn differences(out: &Path, existing: &Files, wanted: &Files) -> Vec<String> {
 }
 
 /// `plan`: the new compile against a base.
-pub fn plan(dir: &Path, out: &Path, base: Option<&str>, format: super::PlanFormat) -> u8 {
-    let (compiled, folder) = match compile_folder(dir, out, false) {
+pub fn plan(
+    dir: &Path,
+    out: &Path,
+    base: Option<&str>,
+    format: super::PlanFormat,
+    observed: &[PathBuf],
+) -> u8 {
+    let (compiled, folder) = match compile_folder(dir, out, false, observed) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -320,7 +349,10 @@ pub fn plan(dir: &Path, out: &Path, base: Option<&str>, format: super::PlanForma
     };
     let acknowledged = acknowledged_changes(&folder);
     let plan = match crate::plan::plan(base_files.as_ref(), &compiled.files, &acknowledged) {
-        Ok(plan) => plan,
+        Ok(plan) => crate::plan::Plan {
+            waiting: compiled.waiting.clone(),
+            ..plan
+        },
         Err(e) => {
             eprintln!("error: cannot read the base output: {e}");
             return EXIT_INVALID;
@@ -341,6 +373,7 @@ pub fn plan(dir: &Path, out: &Path, base: Option<&str>, format: super::PlanForma
 /// How `diff` renders and where it writes besides stdout.
 pub struct DiffOptions<'a> {
     pub format: super::PlanFormat,
+    pub observed: &'a [PathBuf],
     pub max_bytes: usize,
     pub split: Option<&'a Path>,
     pub full: Option<&'a Path>,
@@ -361,7 +394,7 @@ pub fn diff(dir: &Path, out: &Path, base: &str, options: &DiffOptions<'_>) -> u8
         eprintln!("error: --split cuts a markdown preview; add --format markdown");
         return EXIT_INVALID;
     }
-    let (compiled, folder) = match compile_folder(dir, out, false) {
+    let (compiled, folder) = match compile_folder(dir, out, false, options.observed) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -375,7 +408,10 @@ pub fn diff(dir: &Path, out: &Path, base: &str, options: &DiffOptions<'_>) -> u8
     };
     let acknowledged = acknowledged_changes(&folder);
     let plan = match crate::plan::plan(Some(&base.files), &compiled.files, &acknowledged) {
-        Ok(plan) => plan,
+        Ok(plan) => crate::plan::Plan {
+            waiting: compiled.waiting.clone(),
+            ..plan
+        },
         Err(e) => {
             eprintln!("error: cannot read the base output: {e}");
             return EXIT_INVALID;
@@ -577,6 +613,7 @@ fn compile_texts(
     let options = Options {
         strict_config: false,
         repo_path: repo_path(out),
+        ..Default::default()
     };
     compile::compile(texts, &options)
         .map(|c| c.files)

@@ -62,6 +62,9 @@ pub enum Command {
         /// Print how long each stage took
         #[arg(long)]
         timings: bool,
+        /// Evidence from the cluster that moves day-2 steps on: the JSON of `pd-ctl store --state Up,Offline,Tombstone`, `pd-ctl member`, or `kubectl get jobs -l tidb-gitops.io/reclaim -o json` (repeatable)
+        #[arg(long, value_name = "FILE")]
+        observed: Vec<PathBuf>,
     },
     /// Recompile in memory and compare with the committed lock and output (exit 1 when stale)
     Check {
@@ -88,6 +91,9 @@ pub enum Command {
         out: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
+        /// Evidence from the cluster that moves day-2 steps on: the JSON of `pd-ctl store --state Up,Offline,Tombstone`, `pd-ctl member`, or `kubectl get jobs -l tidb-gitops.io/reclaim -o json` (repeatable)
+        #[arg(long, value_name = "FILE")]
+        observed: Vec<PathBuf>,
     },
     /// Preview a change for review: summary, placement changes, rollout plan, warnings, per-object diffs (exit 1 when something changes)
     Diff {
@@ -111,6 +117,9 @@ pub enum Command {
         /// Also write the whole preview, without a budget or colors, to FILE (for a CI artifact)
         #[arg(long, value_name = "FILE")]
         full: Option<PathBuf>,
+        /// Evidence from the cluster that moves day-2 steps on: the JSON of `pd-ctl store --state Up,Offline,Tombstone`, `pd-ctl member`, or `kubectl get jobs -l tidb-gitops.io/reclaim -o json` (repeatable)
+        #[arg(long, value_name = "FILE")]
+        observed: Vec<PathBuf>,
     },
     /// Scaffold a commented cluster folder
     Init { dir: PathBuf },
@@ -160,9 +169,10 @@ pub fn main() -> ExitCode {
             locked,
             strict_config,
             timings,
+            observed,
         } => {
             let out = out.unwrap_or_else(|| commands::default_out(&dir));
-            commands::compile(&dir, &out, locked, strict_config, timings)
+            commands::compile(&dir, &out, locked, strict_config, timings, &observed)
         }
         Command::Check {
             dir,
@@ -177,9 +187,10 @@ pub fn main() -> ExitCode {
             base,
             out,
             format,
+            observed,
         } => {
             let out = out.unwrap_or_else(|| commands::default_out(&dir));
-            commands::plan(&dir, &out, base.as_deref(), format)
+            commands::plan(&dir, &out, base.as_deref(), format, &observed)
         }
         Command::Diff {
             dir,
@@ -189,10 +200,12 @@ pub fn main() -> ExitCode {
             max_bytes,
             split,
             full,
+            observed,
         } => {
             let out = out.unwrap_or_else(|| commands::default_out(&dir));
             let options = commands::DiffOptions {
                 format,
+                observed: &observed,
                 max_bytes,
                 split: split.as_deref(),
                 full: full.as_deref(),
