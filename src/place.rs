@@ -244,8 +244,10 @@ impl<'m> Solver<'m> {
     fn advance(&mut self, observed: &Observed) {
         let nodes = &self.model.inventory.nodes;
         // A failed store is deleted through PD only once every running
-        // store, the replacements included, is Up: deleting it earlier
-        // could leave a Region with too few replicas to rebuild from.
+        // store, the replacements included, is Up, so PD has somewhere to
+        // rebuild the missing replicas. Earlier, PD would refuse the
+        // delete or leave it hanging (the day-2 simulator finds no data
+        // lost either way); waiting keeps the delete Job from failing.
         let running_up = !observed.stores.is_empty()
             && self
                 .entries
