@@ -109,7 +109,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use crate::lock::{Lock, State};
+use crate::lock::Lock;
 use crate::model::{Component, Model};
 
 /// One TiKV store as PD knows it.
@@ -245,7 +245,7 @@ pub fn cluster_of(model: &Model, lock: &Lock) -> Cluster {
     let stores = lock
         .entries
         .iter()
-        .filter(|e| e.id.component == Component::Tikv && e.state != State::Failed)
+        .filter(|e| e.id.component == Component::Tikv && e.state.runs())
         .filter_map(|e| {
             let node = model.inventory.node(&e.node)?;
             let labels = topology
