@@ -84,6 +84,8 @@ pub struct ClusterFile {
     #[serde(default)]
     pub acknowledge: Vec<AcknowledgeEntry>,
     #[serde(default)]
+    pub reclaimed: Vec<ReclaimedEntry>,
+    #[serde(default)]
     pub gitops: Option<GitopsSection>,
 }
 
@@ -375,6 +377,16 @@ pub struct AcknowledgeEntry {
     pub reason: Sp<String>,
 }
 
+/// `[[reclaimed]]`: a gone instance's directory declared free by hand (the
+/// reclaim Job cannot run, or its evidence cannot be captured).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ReclaimedEntry {
+    /// The gone instance, such as `tikv-3`.
+    pub instance: Sp<String>,
+    pub reason: Sp<String>,
+}
+
 // ---------------------------------------------------------------------------
 // inventory.toml
 
@@ -461,6 +473,7 @@ pub fn read_cluster(text: &str) -> (Option<ClusterFile>, Vec<Diagnostic>) {
     let backup = reader.optional(&mut root, "backup");
     let restore = reader.array(&mut root, "restore");
     let acknowledge = reader.array(&mut root, "acknowledge");
+    let reclaimed = reader.array(&mut root, "reclaimed");
     let gitops = reader.optional(&mut root, "gitops");
     reader.unknown_top_level(&root);
     let file = (|| {
@@ -473,6 +486,7 @@ pub fn read_cluster(text: &str) -> (Option<ClusterFile>, Vec<Diagnostic>) {
             backup: backup?,
             restore: restore?,
             acknowledge: acknowledge?,
+            reclaimed: reclaimed?,
             gitops: gitops?,
         })
     })();

@@ -138,6 +138,8 @@ pub struct Cluster {
     pub backup: Option<crate::input::BackupSection>,
     pub restores: Vec<crate::input::RestoreEntry>,
     pub acknowledgements: Vec<Acknowledgement>,
+    /// Gone instances whose directories are declared free by hand.
+    pub reclaimed: Vec<InstanceId>,
     pub gitops: Gitops,
 }
 

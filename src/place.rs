@@ -243,6 +243,21 @@ impl<'m> Solver<'m> {
     /// `lock`). Without evidence nothing moves.
     fn advance(&mut self, observed: &Observed) {
         let nodes = &self.model.inventory.nodes;
+        for id in &self.model.cluster.reclaimed {
+            let state = self.entries.iter().find(|e| e.id == *id).map(|e| e.state);
+            if state != Some(State::Gone) {
+                let now = state.map_or("not in placement.lock".to_string(), |s| {
+                    format!("{}, not gone", s.as_str())
+                });
+                self.warnings.push(
+                    Diagnostic::warning(format!(
+                        "[[reclaimed]] names {id}, which is {now}: the entry does nothing"
+                    ))
+                    .in_file(FileKind::Cluster)
+                    .hint("remove the [[reclaimed]] entry once its directory is free (the instance is no longer in placement.lock)"),
+                );
+            }
+        }
         // A failed store is deleted through PD only once every running
         // store, the replacements included, is Up, so PD has somewhere to
         // rebuild the missing replicas. Earlier, PD would refuse the
@@ -279,6 +294,10 @@ impl<'m> Solver<'m> {
                 (_, State::Gone) if observed.reclaimed.contains(&id) => {
                     Some((None, "its reclaim Job succeeded; the directory is free"))
                 }
+                (_, State::Gone) if self.model.cluster.reclaimed.contains(&id) => Some((
+                    None,
+                    "[[reclaimed]] in cluster.toml declares its directory free",
+                )),
                 (_, State::Gone) if nodes.binary_search_by(|n| n.name.cmp(&e.node)).is_err() => {
                     Some((
                         None,
@@ -400,6 +419,20 @@ impl<'m> Solver<'m> {
                 ));
                 return;
             }
+        }
+        let max_replicas = self.model.cluster.topology.max_replicas;
+        if excess > 0 && component == Component::Tikv && u64::from(spec.replicas) < max_replicas {
+            self.errors.push(
+                Diagnostic::error(format!(
+                    "scaling TiKV in to {} would leave fewer Up stores than max_replicas {max_replicas}",
+                    spec.replicas
+                ))
+                .at(crate::diag::FileKind::Cluster, spec.replicas_span.clone())
+                .label(format!("at least {max_replicas}"))
+                .note("every Region keeps max_replicas copies on distinct stores; PD refuses to take a store offline below that, and the delete Jobs would wait forever")
+                .hint("keep tikv.replicas at max_replicas or more, or lower topology.max_replicas first (through PD's settings Job) and scale in after"),
+            );
+            return;
         }
         while tree.nodes[ROOT].count > spec.replicas {
             let victim = tree.fullest_instance(&self.entries);

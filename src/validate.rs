@@ -369,6 +369,21 @@ impl Validator<'_> {
                 }
             })
             .collect();
+        let reclaimed = file
+            .reclaimed
+            .iter()
+            .filter_map(|r| {
+                if r.reason.value.trim().is_empty() {
+                    self.error(F, r.reason.span(), "a [[reclaimed]] entry needs a reason", "say how the directory was emptied or why it is no longer needed, for the reviewers");
+                }
+                let id = crate::model::InstanceId::parse(&r.instance.value)
+                    .filter(|id| id.component != crate::model::Component::Tidb);
+                if id.is_none() {
+                    self.error(F, r.instance.span(), format!("invalid instance `{}`", r.instance.value), "name a PD or TiKV instance of placement.lock, such as \"tikv-3\"");
+                }
+                id
+            })
+            .collect();
         Cluster {
             name: c.name.value.clone(),
             namespace,
@@ -381,6 +396,7 @@ impl Validator<'_> {
             backup: file.backup.clone(),
             restores: file.restore.clone(),
             acknowledgements,
+            reclaimed,
             gitops: self.gitops(file.gitops.as_ref()),
         }
     }

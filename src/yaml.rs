@@ -130,13 +130,20 @@ fn write_string(out: &mut String, s: &str, level: usize, is_key: bool) {
         out.push_str(s);
     } else if !is_key && s.contains('\n') && block_safe(s) {
         write_block(out, s, level);
-    } else if s.chars().all(|c| !c.is_control()) {
+    } else if s.chars().all(|c| !special(c)) {
         out.push('\'');
         out.push_str(&s.replace('\'', "''"));
         out.push('\'');
     } else {
         write_double_quoted(out, s);
     }
+}
+
+/// Characters that only a double-quoted scalar keeps: control characters,
+/// the Unicode line and paragraph separators (line breaks to a YAML 1.1
+/// reader) and the byte order mark.
+fn special(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
 }
 
 /// Whether `s` reads back as the same string when written bare.
@@ -201,7 +208,7 @@ fn looks_like_other_type(s: &str) -> bool {
 fn block_safe(s: &str) -> bool {
     !s.starts_with(' ')
         && !s.starts_with('\n')
-        && s.chars().all(|c| c == '\n' || !c.is_control())
+        && s.chars().all(|c| c == '\n' || !special(c))
         && s.lines().all(|l| !l.ends_with(' '))
 }
 
@@ -234,7 +241,7 @@ fn write_double_quoted(out: &mut String, s: &str) {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
+            c if special(c) => {
                 let _ = write!(out, "\\u{:04X}", c as u32);
             }
             c => out.push(c),
@@ -331,6 +338,15 @@ mod tests {
             "b": { "c": { "d": [] } },
         }));
         round_trips(&json!([1, "two", {"three": 3}]));
+    }
+
+    #[test]
+    fn line_separators_and_the_byte_order_mark_round_trip() {
+        // Found by the property test below: U+2028 is not a control
+        // character, but a YAML 1.1 reader breaks a line there.
+        for s in ["\u{2028}", "a\u{2029}b", "\u{feff}x", "x\ny\u{2028}\n"] {
+            round_trips(&json!({ s: s, "l": [s, {"k": s}] }));
+        }
     }
 
     proptest! {

@@ -1057,6 +1057,16 @@ proptest! {
             smaller.iso_zone = false;
         }
         let result = run(&smaller, Some(&first.lock), false);
+        // TiKV never scales in below max_replicas Up stores.
+        if smaller.tikv.replicas < spec.tikv.replicas
+            && u64::from(smaller.tikv.replicas) < u64::from(smaller.max_replicas)
+        {
+            let refused = result.as_ref().err().is_some_and(|d| {
+                messages(d).iter().any(|m| m.contains("fewer Up stores than max_replicas"))
+            });
+            prop_assert!(refused, "TiKV scale in to {} below max_replicas {} was not refused", smaller.tikv.replicas, smaller.max_replicas);
+            return Ok(());
+        }
         // PD loses at most one member per change.
         if spec.pd.replicas - smaller.pd.replicas > 1 {
             let refused = result.as_ref().err().is_some_and(|d| {
