@@ -210,32 +210,11 @@ impl Builder<'_> {
     }
 
     fn backup_scripts_name(&self) -> String {
-        format!(
-            "{}-backup-scripts-{}",
-            self.names.cluster,
-            content_hash(scripts().iter().copied())
-        )
+        super::scripts_map_name(&self.names.cluster, "backup", scripts())
     }
 
     fn backup_scripts(&self) -> Object {
-        let name = self.backup_scripts_name();
-        let data: Map<String, Value> = scripts()
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
-        let value = json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": self.metadata(&name, true, self.labels(None), false),
-            "immutable": true,
-            "data": data,
-        });
-        Object {
-            role: Role::Shared,
-            kind: "ConfigMap",
-            name,
-            value,
-        }
+        self.scripts_map(self.backup_scripts_name(), scripts())
     }
 
     fn br_image(&self, version: &str) -> String {

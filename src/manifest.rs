@@ -1257,16 +1257,18 @@ impl<'a> Builder<'a> {
     }
 
     fn day2_scripts_name(&self) -> String {
-        format!(
-            "{}-day2-scripts-{}",
-            self.names.cluster,
-            content_hash(day2_scripts().iter().copied())
-        )
+        scripts_map_name(&self.names.cluster, "day2", day2_scripts())
     }
 
     fn day2_scripts_map(&self) -> Object {
-        let name = self.day2_scripts_name();
-        let data: Map<String, Value> = day2_scripts()
+        self.scripts_map(self.day2_scripts_name(), day2_scripts())
+    }
+
+    /// An immutable ConfigMap of scripts, named by their hash (see
+    /// `scripts_map_name`), mounted by Jobs that need no restart of any
+    /// workload when a script changes.
+    fn scripts_map(&self, name: String, scripts: &[(&str, &str)]) -> Object {
+        let data: Map<String, Value> = scripts
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
@@ -1559,6 +1561,14 @@ fn tidb_spread(mut spec: Value, selector: Value) -> Value {
 fn with(mut value: Value, pointer: &str, part: Value) -> Value {
     *value.pointer_mut(pointer).expect("the placeholder exists") = part;
     value
+}
+
+/// `<cluster>-<what>-scripts-<hash of the scripts>`.
+pub(crate) fn scripts_map_name(cluster: &str, what: &str, scripts: &[(&str, &str)]) -> String {
+    format!(
+        "{cluster}-{what}-scripts-{}",
+        content_hash(scripts.iter().copied())
+    )
 }
 
 /// The scripts a component's pods and Jobs run, by ConfigMap key.
