@@ -34,7 +34,8 @@
 #   is the Rocky Linux package (inferred, not busybox's applet).
 # - jq reads PD's JSON replies, so their layout does not matter.
 # - sleep is coreutils.
-# No temporary files: the Job's root filesystem may be read-only.
+# No temporary files and no here-strings (bash may write those to a temp
+# file): the Job's root filesystem is read-only.
 set -euo pipefail
 
 log() {
@@ -106,12 +107,18 @@ request() {
   body="${out%$'\n'*}"
 }
 
+# body_jq ARGS...: jq ARGS on the last reply's body, its complaints dropped.
+# A pipe, not a here-string: bash writes a long here-string to a temp file.
+body_jq() {
+  printf '%s\n' "$body" | jq "$@" 2>/dev/null
+}
+
 # brief TEXT: PD's reply on one line for a message: a JSON string is shown
 # as its text, blanks shrink to one space, and the whole is cut at 300
 # characters.
 brief() {
   local text
-  text="$(jq -er 'strings' 2>/dev/null <<<"$1")" || text="$1"
+  text="$(printf '%s\n' "${1:0:4000}" | jq -er 'strings' 2>/dev/null)" || text="${1:0:4000}"
   text="${text//[[:space:]]/ }"
   while [[ "$text" == *"  "* ]]; do text="${text//  / }"; done
   text="${text# }"
@@ -133,10 +140,10 @@ answer() {
 # with reason set when the reply is no member list.
 listed() {
   local found
+  # shellcheck disable=SC2016 # $m is jq's variable
   if [[ "$code" != 200 ]] ||
-    ! found="$(jq -r --arg m "$MEMBER" \
-      'if (.members | type) == "array" then any(.members[]; .name == $m) else error("no member list") end' \
-      2>/dev/null <<<"$body")"; then
+    ! found="$(body_jq -r --arg m "$MEMBER" \
+      'if (.members | type) == "array" then any(.members[]; .name == $m) else error("no member list") end')"; then
     reason="GET /pd/api/v1/members: $(answer)"
     return 2
   fi
@@ -146,7 +153,7 @@ listed() {
 # current_leader: after GET /pd/api/v1/leader, prints the leader's name.
 current_leader() {
   [[ "$code" == 200 ]] || return 1
-  jq -er '.name | strings | select(. != "")' 2>/dev/null <<<"$body"
+  body_jq -er '.name | strings | select(. != "")'
 }
 
 # healthy_other: sets target to the name of the first member other than
@@ -159,9 +166,9 @@ healthy_other() {
     reason="GET /pd/api/v1/health: $(answer)"
     return 1
   fi
-  if ! name="$(jq -r --arg me "$MEMBER" \
-    'first(.[] | select(.health == true and .name != $me) | .name | strings) // empty' \
-    2>/dev/null <<<"$body")"; then
+  # shellcheck disable=SC2016 # $me is jq's variable
+  if ! name="$(body_jq -r --arg me "$MEMBER" \
+    'first(.[] | select(.health == true and .name != $me) | .name | strings) // empty')"; then
     reason="GET /pd/api/v1/health: not a health list: $(brief "$body")"
     return 1
   fi
@@ -175,7 +182,7 @@ healthy_other() {
 # move_leadership: MEMBER leads; hands leadership to a healthy member and
 # waits until another member leads. Fails with reason set.
 move_leadership() {
-  local target now until
+  local target now stop_at
   healthy_other || return 1
   request POST "/pd/api/v1/leader/transfer/$target"
   if [[ "$code" != 200 ]]; then
@@ -184,7 +191,7 @@ move_leadership() {
   fi
   log "$MEMBER leads; asked PD to transfer leadership to $target"
   # + 1: SECONDS may tick just after the start.
-  until=$((SECONDS + TRANSFER_TIMEOUT_SECONDS + 1))
+  stop_at=$((SECONDS + TRANSFER_TIMEOUT_SECONDS + 1))
   while :; do
     request GET /pd/api/v1/leader
     if now="$(current_leader)"; then
@@ -196,7 +203,7 @@ move_leadership() {
     else
       reason="no leader known ${TRANSFER_TIMEOUT_SECONDS}s after the transfer of leadership from $MEMBER to $target (GET /pd/api/v1/leader: $(answer))"
     fi
-    if ((SECONDS >= until)); then return 1; fi
+    if ((SECONDS >= stop_at)); then return 1; fi
     sleep "$POLL_SECONDS"
   done
 }

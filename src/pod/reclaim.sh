@@ -108,7 +108,9 @@ done
 if [[ ! -e "$marker" && ! -L "$marker" ]]; then
   for entry in "${entries[@]}"; do
     if [[ "$entry" != "$tmp" ]]; then
-      refuse "$where has no owner marker but is not empty (found ${entry##*/}, ${#entries[@]} entries in all): its data is of unknown origin, not known to be $OWNER's; nothing removed"
+      found="${entry##*/}"
+      if ((${#entries[@]} > 1)); then found+=" and $((${#entries[@]} - 1)) more"; fi
+      refuse "$where has no owner marker but is not empty (found $found): its data is of unknown origin, not known to be $OWNER's; nothing removed"
     fi
   done
   report "$where is already empty (no owner marker, nothing but lost+found); nothing to remove"

@@ -47,8 +47,8 @@
 #   grep is inferred: it comes with the Rocky Linux base image, not checked in
 #   the TiKV image itself.
 # - sleep is coreutils.
-# No temporary files and no here-documents: the Job's root filesystem may be
-# read-only.
+# No temporary files and no here-documents or here-strings (bash may write
+# those to a temp file): the Job's root filesystem is read-only.
 set -euo pipefail
 
 log() {
@@ -127,7 +127,7 @@ request() {
 # brief TEXT: PD's reply on one line for a message: a JSON string loses its
 # quotes, blanks shrink to one space, and the whole is cut at 300 characters.
 brief() {
-  local text="$1"
+  local text="${1:0:4000}"
   text="${text//[[:space:]]/ }"
   while [[ "$text" == *"  "* ]]; do text="${text//  / }"; done
   text="${text# }"
@@ -152,7 +152,7 @@ answer() {
 
 # attempt: one pass. Returns 0 when done; otherwise sets reason and returns 1.
 attempt() {
-  local path value i flat listed=0 id state
+  local path value i flat listed=0 id state item
   local -A address=() store_id=() state_name=()
   local -a tombstone=() offline=() live=() unknown=()
   local list="/pd/api/v1/stores?state=0&state=1&state=2"
@@ -194,7 +194,7 @@ attempt() {
       continue
     fi
     case "$state" in
-      Tombstone) live+=("$id:Tombstone") ;;
+      Tombstone) tombstone+=("$id") ;;
       Offline) offline+=("$id") ;;
       Up | Disconnected | Down) live+=("$id:$state") ;;
       *) unknown+=("store $id (state '${state:-none}')") ;;
