@@ -44,6 +44,7 @@ pub const BACKUP_SH: &str = include_str!("pod/backup.sh");
 pub const PRUNE_S3_SH: &str = include_str!("pod/backup-prune-s3.sh");
 pub const PRUNE_GCS_SH: &str = include_str!("pod/backup-prune-gcs.sh");
 pub const PRUNE_AZBLOB_SH: &str = include_str!("pod/backup-prune-azblob.sh");
+pub const PRUNE_LIB_SH: &str = include_str!("pod/backup-prune-lib.sh");
 pub const LOG_BACKUP_START_SH: &str = include_str!("pod/log-backup-start.sh");
 pub const RESTORE_SH: &str = include_str!("pod/restore.sh");
 
@@ -141,6 +142,7 @@ pub fn scripts() -> &'static [(&'static str, &'static str)] {
     &[
         ("backup-prune-azblob.sh", PRUNE_AZBLOB_SH),
         ("backup-prune-gcs.sh", PRUNE_GCS_SH),
+        ("backup-prune-lib.sh", PRUNE_LIB_SH),
         ("backup-prune-s3.sh", PRUNE_S3_SH),
         ("backup.sh", BACKUP_SH),
         ("log-backup-start.sh", LOG_BACKUP_START_SH),

@@ -1825,19 +1825,27 @@ fn prune_azblob_key_reaches_az_through_the_environment_only() {
 }
 
 #[test]
-fn prune_scripts_share_one_selection_block() {
-    // The three scripts run in three images and cannot source a common file
-    // reliably: they carry the same block, which must not drift.
-    let block = |name: &str| {
+fn prune_scripts_share_one_selection_library() {
+    // The three scripts run in three images but from one ConfigMap folder:
+    // they source one copy of the run selection, shipped beside them.
+    let lib = std::fs::read_to_string(script("backup-prune-lib.sh")).unwrap();
+    assert!(lib.contains("plan_prune()") && lib.contains("RUN_PATTERN="));
+    for name in [
+        "backup-prune-s3.sh",
+        "backup-prune-gcs.sh",
+        "backup-prune-azblob.sh",
+    ] {
         let text = std::fs::read_to_string(script(name)).unwrap();
-        let start = text
-            .find("# --------------------------------------------------------- the same in every")
-            .unwrap();
-        let end = start + text[start..].find("\n# ----------------------------------------------------------------------------\n").unwrap();
-        text[start..end].to_owned()
-    };
-    let s3 = block("backup-prune-s3.sh");
-    assert!(s3.contains("plan_prune()") && s3.contains("RUN_PATTERN="));
-    assert_eq!(block("backup-prune-gcs.sh"), s3);
-    assert_eq!(block("backup-prune-azblob.sh"), s3);
+        assert!(
+            text.contains("source \"${BASH_SOURCE[0]%/*}/backup-prune-lib.sh\""),
+            "{name}"
+        );
+        assert!(!text.contains("plan_prune() {"), "{name} defines its own copy");
+    }
+    assert!(
+        tidb_gitops::manifest::backup::scripts()
+            .iter()
+            .any(|(key, text)| *key == "backup-prune-lib.sh" && *text == lib),
+        "the library is not in the backup scripts ConfigMap"
+    );
 }
