@@ -1840,7 +1840,10 @@ fn prune_scripts_share_one_selection_library() {
             text.contains("source \"${BASH_SOURCE[0]%/*}/backup-prune-lib.sh\""),
             "{name}"
         );
-        assert!(!text.contains("plan_prune() {"), "{name} defines its own copy");
+        assert!(
+            !text.contains("plan_prune() {"),
+            "{name} defines its own copy"
+        );
     }
     assert!(
         tidb_gitops::manifest::backup::scripts()
