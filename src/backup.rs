@@ -35,7 +35,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Builder, LABEL_CLUSTER, LABEL_COMPONENT, Object, PD_CLIENT_PORT, Role, SCRIPTS_DIR,
-    content_hash, env_values, mount, obj, security_context, with,
+    content_hash, env_values, mount, obj, security_context,
 };
 use crate::input::{BackupSection, PruneMode, RestoreEntry};
 use crate::lock::Lock;
@@ -506,7 +506,7 @@ impl Builder<'_> {
             env,
             store,
         );
-        let mut object = self.backup_job(
+        let object = self.backup_job(
             String::new(),
             Role::Backup,
             "log-backup",
@@ -517,14 +517,7 @@ impl Builder<'_> {
         );
         // Named by its whole spec: an upgrade or a new location starts it
         // again, and the script does nothing when the task already runs.
-        let spec = object.value["spec"].to_string();
-        object.name = format!(
-            "{}-log-backup-{}",
-            self.names.cluster,
-            content_hash([("spec", spec.as_str())])
-        );
-        object.value = with(object.value, "/metadata/name", json!(object.name));
-        object
+        self.spec_named_job("log-backup", Role::Backup, object.value)
     }
 
     fn backup_before_upgrade(

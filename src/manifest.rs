@@ -1094,7 +1094,14 @@ impl<'a> Builder<'a> {
         vars: &[(&str, String)],
         deadline_seconds: u32,
     ) -> Object {
-        let mut value = self.job("", what, component, command, vars, deadline_seconds);
+        let value = self.job("", what, component, command, vars, deadline_seconds);
+        self.spec_named_job(what, role, value)
+    }
+
+    /// Names a Job `<cluster>-<what>-<hash of its spec>`: the API server
+    /// refuses to change a Job's pod template, so a changed Job must be a
+    /// new one, and an unchanged one keeps its name and stays done.
+    fn spec_named_job(&self, what: &str, role: Role, mut value: Value) -> Object {
         let spec = value["spec"].to_string();
         let name = format!(
             "{}-{what}-{}",
@@ -1307,19 +1314,7 @@ impl<'a> Builder<'a> {
             json!(self.day2_scripts_name());
         value["metadata"]["labels"][LABEL_TARGET] = json!(entry.id.to_string());
         value["metadata"]["labels"][LABEL_COMPONENT] = json!(step);
-        let spec = value["spec"].to_string();
-        let name = format!(
-            "{}-{what}-{}",
-            self.names.cluster,
-            content_hash([("spec", spec.as_str())])
-        );
-        value["metadata"]["name"] = json!(name);
-        Object {
-            role,
-            kind: "Job",
-            name,
-            value,
-        }
+        self.spec_named_job(what, role, value)
     }
 
     /// The Job that wipes a gone instance's directory: pinned to its node,
@@ -1376,20 +1371,7 @@ impl<'a> Builder<'a> {
         value["metadata"]["labels"][crate::evidence::LABEL_RECLAIM] = json!(entry.id.to_string());
         value["spec"]["template"]["metadata"]["labels"][crate::evidence::LABEL_RECLAIM] =
             json!(entry.id.to_string());
-        let spec = value["spec"].to_string();
-        let name = format!(
-            "{}-reclaim-{}-{}",
-            self.names.cluster,
-            entry.id,
-            content_hash([("spec", spec.as_str())])
-        );
-        value["metadata"]["name"] = json!(name);
-        Object {
-            role: Role::Reclaim,
-            kind: "Job",
-            name,
-            value,
-        }
+        self.spec_named_job(&format!("reclaim-{}", entry.id), Role::Reclaim, value)
     }
 
     /// The gate after a TiKV wave: a Job that completes once the wave's
