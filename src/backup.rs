@@ -41,6 +41,7 @@ use crate::input::{BackupSection, PruneMode, RestoreEntry};
 use crate::lock::Lock;
 
 pub const BACKUP_SH: &str = include_str!("pod/backup.sh");
+pub const BR_LIB_SH: &str = include_str!("pod/br-lib.sh");
 pub const PRUNE_S3_SH: &str = include_str!("pod/backup-prune-s3.sh");
 pub const PRUNE_GCS_SH: &str = include_str!("pod/backup-prune-gcs.sh");
 pub const PRUNE_AZBLOB_SH: &str = include_str!("pod/backup-prune-azblob.sh");
@@ -145,6 +146,7 @@ pub fn scripts() -> &'static [(&'static str, &'static str)] {
         ("backup-prune-lib.sh", PRUNE_LIB_SH),
         ("backup-prune-s3.sh", PRUNE_S3_SH),
         ("backup.sh", BACKUP_SH),
+        ("br-lib.sh", BR_LIB_SH),
         ("log-backup-start.sh", LOG_BACKUP_START_SH),
         ("restore.sh", RESTORE_SH),
     ]

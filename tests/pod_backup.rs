@@ -1852,3 +1852,23 @@ fn prune_scripts_share_one_selection_library() {
         "the library is not in the backup scripts ConfigMap"
     );
 }
+
+#[test]
+fn br_scripts_share_one_library_shipped_beside_them() {
+    let lib = std::fs::read_to_string(script("br-lib.sh")).unwrap();
+    assert!(lib.contains("run_br()") && lib.contains("s3_flags()"));
+    for name in ["backup.sh", "restore.sh", "log-backup-start.sh"] {
+        let text = std::fs::read_to_string(script(name)).unwrap();
+        assert!(
+            text.contains("source \"${BASH_SOURCE[0]%/*}/br-lib.sh\""),
+            "{name}"
+        );
+        assert!(!text.contains("run_br() {"), "{name} defines its own copy");
+    }
+    assert!(
+        tidb_gitops::manifest::backup::scripts()
+            .iter()
+            .any(|(key, text)| *key == "br-lib.sh" && *text == lib),
+        "the library is not in the backup scripts ConfigMap"
+    );
+}

@@ -73,35 +73,17 @@ fi
 url="$STORAGE_BASE/$run"
 br_log="${TMPDIR:-/tmp}/br-backup-$run.log"
 
+# s3_flags and run_br come from br-lib.sh, next to this script in the same
+# ConfigMap.
+# shellcheck source-path=SCRIPTDIR source=br-lib.sh
+source "${BASH_SOURCE[0]%/*}/br-lib.sh"
+
 args=(backup full --pd "$PD_ADDR" --storage "$url")
-if [[ -n "${S3_REGION:-}" ]]; then args+=(--s3.region "$S3_REGION"); fi
-if [[ -n "${S3_ENDPOINT:-}" ]]; then args+=(--s3.endpoint "$S3_ENDPOINT"); fi
-if [[ -n "${S3_PROVIDER:-}" ]]; then args+=(--s3.provider "$S3_PROVIDER"); fi
+s3_flags
 if [[ -n "${RATE_LIMIT:-}" ]]; then args+=(--ratelimit "$RATE_LIMIT"); fi
 if [[ -n "${CONCURRENCY:-}" ]]; then args+=(--concurrency "$CONCURRENCY"); fi
 if [[ "${SEND_CREDENTIALS:-}" == false ]]; then args+=(--send-credentials-to-tikv=false); fi
 args+=(--log-file "$br_log")
-
-# run_br ARGS...: runs BR with its stdout on stderr and returns its exit
-# status. bash is PID 1 in the Job's container, where a signal without a
-# handler is ignored and never reaches BR: the trap passes SIGTERM (the Job
-# deleted or past its deadline) on to BR, so BR stops within the grace
-# period instead of being killed at its end.
-run_br() {
-  local pid status
-  "$BR" "$@" >&2 &
-  pid=$!
-  trap 'kill -TERM "$pid" 2>/dev/null || true' TERM INT
-  while :; do
-    status=0
-    wait "$pid" || status=$?
-    # Above 128: a trapped signal ended the wait, not BR; wait again.
-    if ((status > 128)) && kill -0 "$pid" 2>/dev/null; then continue; fi
-    break
-  done
-  trap - TERM INT
-  return "$status"
-}
 
 log "backing up the cluster of PD $PD_ADDR to $url (run $run; BR's log: $br_log)"
 status=0

@@ -69,22 +69,10 @@ tmp="${TMPDIR:-/tmp}"
 status_log="$tmp/br-log-status.log"
 start_log="$tmp/br-log-start.log"
 
-# run_br ARGS...: as in backup.sh: BR's stdout on stderr, SIGTERM passed on
-# to BR (bash is PID 1 and would ignore it), BR's exit status returned.
-run_br() {
-  local pid status
-  "$BR" "$@" >&2 &
-  pid=$!
-  trap 'kill -TERM "$pid" 2>/dev/null || true' TERM INT
-  while :; do
-    status=0
-    wait "$pid" || status=$?
-    if ((status > 128)) && kill -0 "$pid" 2>/dev/null; then continue; fi
-    break
-  done
-  trap - TERM INT
-  return "$status"
-}
+# s3_flags and run_br come from br-lib.sh, next to this script in the same
+# ConfigMap.
+# shellcheck source-path=SCRIPTDIR source=br-lib.sh
+source "${BASH_SOURCE[0]%/*}/br-lib.sh"
 
 # file_text FILE: the file's text, or nothing when it cannot be read.
 file_text() {
@@ -127,9 +115,7 @@ else
 fi
 
 args=(log start --task-name="$TASK_NAME" --pd "$PD_ADDR" --storage "$LOG_STORAGE")
-if [[ -n "${S3_REGION:-}" ]]; then args+=(--s3.region "$S3_REGION"); fi
-if [[ -n "${S3_ENDPOINT:-}" ]]; then args+=(--s3.endpoint "$S3_ENDPOINT"); fi
-if [[ -n "${S3_PROVIDER:-}" ]]; then args+=(--s3.provider "$S3_PROVIDER"); fi
+s3_flags
 if [[ "${SEND_CREDENTIALS:-}" == false ]]; then args+=(--send-credentials-to-tikv=false); fi
 args+=(--log-file "$start_log")
 

@@ -67,6 +67,11 @@ case "${SEND_CREDENTIALS:-}" in
 esac
 br_log="${TMPDIR:-/tmp}/br-restore-$MODE.log"
 
+# s3_flags and run_br come from br-lib.sh, next to this script in the same
+# ConfigMap.
+# shellcheck source-path=SCRIPTDIR source=br-lib.sh
+source "${BASH_SOURCE[0]%/*}/br-lib.sh"
+
 if [[ "$MODE" == full ]]; then
   args=(restore full --pd "$PD_ADDR" --storage "$FROM")
   what="the snapshot $FROM"
@@ -74,28 +79,9 @@ else
   args=(restore point --pd "$PD_ADDR" --storage "$LOG_FROM" --full-backup-storage "$FROM" --restored-ts "$RESTORED_TS")
   what="the snapshot $FROM and the log backup $LOG_FROM up to $RESTORED_TS"
 fi
-if [[ -n "${S3_REGION:-}" ]]; then args+=(--s3.region "$S3_REGION"); fi
-if [[ -n "${S3_ENDPOINT:-}" ]]; then args+=(--s3.endpoint "$S3_ENDPOINT"); fi
-if [[ -n "${S3_PROVIDER:-}" ]]; then args+=(--s3.provider "$S3_PROVIDER"); fi
+s3_flags
 if [[ "${SEND_CREDENTIALS:-}" == false ]]; then args+=(--send-credentials-to-tikv=false); fi
 args+=(--log-file "$br_log")
-
-# run_br ARGS...: as in backup.sh: BR's stdout on stderr, SIGTERM passed on
-# to BR (bash is PID 1 and would ignore it), BR's exit status returned.
-run_br() {
-  local pid status
-  "$BR" "$@" >&2 &
-  pid=$!
-  trap 'kill -TERM "$pid" 2>/dev/null || true' TERM INT
-  while :; do
-    status=0
-    wait "$pid" || status=$?
-    if ((status > 128)) && kill -0 "$pid" 2>/dev/null; then continue; fi
-    break
-  done
-  trap - TERM INT
-  return "$status"
-}
 
 log "restoring $what into the cluster of PD $PD_ADDR (BR's log: $br_log)"
 status=0
