@@ -465,6 +465,7 @@ impl Builder<'_> {
         Object {
             role: Role::Backup,
             kind: "CronJob",
+            rendered: None,
             name,
             value,
         }
@@ -492,6 +493,7 @@ impl Builder<'_> {
         Object {
             role,
             kind: "Job",
+            rendered: None,
             name,
             value,
         }

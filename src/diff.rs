@@ -407,10 +407,17 @@ pub fn preview(
             let Some(stem) = hash_stem(&key.2) else {
                 continue;
             };
+            // Several share a stem (one gate Job per TiKV wave): the one in
+            // the same folder is the predecessor, else the first.
             if let Some(list) = removed_by_stem.get_mut(&(&key.0, &key.1, stem))
                 && !list.is_empty()
             {
-                replaced.insert(key.clone(), list.remove(0).clone());
+                let folder = &after[key].folder;
+                let i = list
+                    .iter()
+                    .position(|old| &before[*old].folder == folder)
+                    .unwrap_or(0);
+                replaced.insert(key.clone(), list.remove(i).clone());
             }
         }
     }

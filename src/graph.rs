@@ -111,14 +111,13 @@ pub fn assign(model: &Model, lock: &Lock, objects: &[Object]) -> Result<Ordering
         // file holds all three, which reads well in a review) but keep an
         // early sync-wave; Flux applies a folder in one server-side apply, so
         // the claim exists when the StatefulSet's pod is scheduled.
-        let (role, sync) = match &object.role {
-            Role::Volume(id) if running.contains(id) => (Role::Workload(*id), WAVE_SHARED),
-            Role::Volume(id) => (Role::Volume(*id), WAVE_SHARED),
-            other => (other.clone(), 0),
+        let role = match &object.role {
+            Role::Volume(id) if running.contains(id) => Role::Workload(*id),
+            other => other.clone(),
         };
         match wave_of(model, lock, &role) {
             Ok(key) => {
-                sync_wave.push(if sync == 0 { key.0 } else { sync });
+                sync_wave.push(sync_wave_of(&object.role, key.0));
                 per_object.push(key);
             }
             Err(d) => {
@@ -162,6 +161,25 @@ pub fn assign(model: &Model, lock: &Lock, objects: &[Object]) -> Result<Ordering
 }
 
 /// The folder (its order number and name) of an object in `role`.
+/// The Argo CD sync-wave of an object of `role` in the wave numbered
+/// `wave`.
+fn sync_wave_of(role: &Role, wave: u32) -> u32 {
+    match role {
+        // Volumes are created early even in their workload's folder.
+        Role::Volume(_) => WAVE_SHARED,
+        _ => wave,
+    }
+}
+
+/// The Argo CD sync-wave of an object of `role` (0 when its wave is an
+/// error, which `assign` reports).
+pub fn sync_wave(model: &Model, lock: &Lock, role: &Role) -> u32 {
+    match role {
+        Role::Volume(_) => WAVE_SHARED,
+        _ => wave_of(model, lock, role).map_or(0, |key| key.0),
+    }
+}
+
 fn wave_of(model: &Model, lock: &Lock, role: &Role) -> Result<(u32, String), Box<Diagnostic>> {
     let chunk = |id: InstanceId| id.ordinal / CHUNK;
     Ok(match role {

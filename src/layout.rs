@@ -56,11 +56,14 @@ pub fn files(
     // file named after the instance; others have a file each.
     let mut objects = objects;
     for (object, &wave) in objects.iter_mut().zip(&ordering.sync_wave) {
-        set_sync_wave(&mut object.value, wave);
+        if object.rendered.is_none() {
+            set_sync_wave(&mut object.value, wave);
+        }
     }
-    let texts = render_all(&objects);
+    render_all(&mut objects);
     let mut per_wave: Vec<Vec<String>> = vec![Vec::new(); ordering.waves.len()];
-    for (i, (object, yaml)) in objects.iter().zip(texts).enumerate() {
+    for (i, object) in objects.into_iter().enumerate() {
+        let yaml = object.rendered.expect("every object is rendered");
         let w = ordering.of_object[i];
         let wave = &ordering.waves[w];
         let file = match object.role {
@@ -139,26 +142,24 @@ pub fn files(
 
 /// The YAML of every object, rendered on all cores (each object on its own,
 /// so the result does not depend on how the work was split).
-fn render_all(objects: &[Object]) -> Vec<String> {
-    let threads = crate::threads();
-    let per_thread = objects.len().div_ceil(threads).max(1);
+/// Renders the objects `manifest::objects` did not render as it built
+/// them, on all cores.
+fn render_all(objects: &mut [Object]) {
+    let mut pending: Vec<&mut Object> = objects
+        .iter_mut()
+        .filter(|o| o.rendered.is_none())
+        .collect();
+    let per_thread = pending.len().div_ceil(crate::threads()).max(1);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = objects
-            .chunks(per_thread)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|o| yaml::to_string(&o.value))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a render thread panicked"))
-            .collect()
-    })
+        for chunk in pending.chunks_mut(per_thread) {
+            scope.spawn(move || {
+                for object in chunk {
+                    object.rendered = Some(yaml::to_string(&object.value));
+                    object.value = Value::Null;
+                }
+            });
+        }
+    });
 }
 
 /// Flux and Argo CD objects live in their tools' namespaces, shared by
@@ -172,7 +173,7 @@ fn gitops_prefix(model: &Model) -> String {
     }
 }
 
-fn set_sync_wave(value: &mut Value, wave: u32) {
+pub(crate) fn set_sync_wave(value: &mut Value, wave: u32) {
     let metadata = value["metadata"]
         .as_object_mut()
         .expect("every object has metadata");

@@ -127,6 +127,11 @@ pub struct Object {
     pub kind: &'static str,
     pub name: String,
     pub value: Value,
+    /// The object's YAML with its sync-wave set, when `objects` rendered it
+    /// as it was built; `value` is then `Null`. The objects of PD and TiKV
+    /// instances are nearly all of a large cluster's: holding every one's
+    /// tree until the end would take gigabytes at 10,000 nodes.
+    pub rendered: Option<String>,
 }
 
 /// The names of every object of a cluster, computed once.
@@ -250,8 +255,8 @@ pub fn objects(
                 scope.spawn(move || {
                     let mut out = Vec::with_capacity(entries.len() * 3);
                     for entry in entries {
-                        out.push(b.volume(entry));
-                        out.push(b.claim(entry));
+                        out.push(render_early(model, lock, b.volume(entry)));
+                        out.push(render_early(model, lock, b.claim(entry)));
                         // A failed instance keeps its volume objects (its
                         // data stays reviewable and undeletable) but no
                         // workload: its node is gone or down, or its
@@ -259,7 +264,8 @@ pub fn objects(
                         if entry.state.runs()
                             && let Some(node) = model.inventory.node(&entry.node)
                         {
-                            out.push(b.stateful_set(entry, node, lock));
+                            let workload = b.stateful_set(entry, node, lock);
+                            out.push(render_early(model, lock, workload));
                         }
                     }
                     out
@@ -318,6 +324,15 @@ pub fn objects(
     } else {
         Err(diagnostics)
     }
+}
+
+/// `object` rendered to YAML with its sync-wave, its tree dropped.
+fn render_early(model: &Model, lock: &Lock, mut object: Object) -> Object {
+    let wave = crate::graph::sync_wave(model, lock, &object.role);
+    crate::layout::set_sync_wave(&mut object.value, wave);
+    object.rendered = Some(crate::yaml::to_string(&object.value));
+    object.value = Value::Null;
+    object
 }
 
 /// The first 10 hex digits of the SHA-256 of some named texts: short enough
@@ -453,6 +468,7 @@ impl<'a> Builder<'a> {
         Object {
             role: Role::Base,
             kind: "Namespace",
+            rendered: None,
             name: name.clone(),
             // Deleting a namespace deletes every claim in it: never prune it.
             value: json!({
@@ -468,6 +484,7 @@ impl<'a> Builder<'a> {
         Object {
             role: Role::Base,
             kind: "StorageClass",
+            rendered: None,
             name: name.clone(),
             value: json!({
                 "apiVersion": "storage.k8s.io/v1",
@@ -504,6 +521,7 @@ impl<'a> Builder<'a> {
             out.push(Object {
                 role: Role::Shared,
                 kind: "ConfigMap",
+                rendered: None,
                 name: name.clone(),
                 value: json!({
                     "apiVersion": "v1",
@@ -530,6 +548,7 @@ impl<'a> Builder<'a> {
             out.push(Object {
                 role: Role::Shared,
                 kind: "ConfigMap",
+                rendered: None,
                 name: name.clone(),
                 value: json!({
                     "apiVersion": "v1",
@@ -572,6 +591,7 @@ impl<'a> Builder<'a> {
         Object {
             role: Role::Shared,
             kind: "Service",
+            rendered: None,
             name: name.into(),
             value: json!({
                 "apiVersion": "v1",
@@ -658,6 +678,7 @@ impl<'a> Builder<'a> {
             Object {
                 role: Role::Shared,
                 kind: "PodDisruptionBudget",
+                rendered: None,
                 name: name.clone(),
                 value: json!({
                     "apiVersion": "policy/v1",
@@ -706,6 +727,7 @@ impl<'a> Builder<'a> {
         Object {
             role: Role::Volume(entry.id),
             kind: "PersistentVolume",
+            rendered: None,
             name: name.clone(),
             value: with(
                 json!({
@@ -741,6 +763,7 @@ impl<'a> Builder<'a> {
         Object {
             role: Role::Volume(entry.id),
             kind: "PersistentVolumeClaim",
+            rendered: None,
             name: name.clone(),
             value: with(
                 json!({
@@ -831,6 +854,7 @@ impl<'a> Builder<'a> {
         let mut object = Object {
             role: Role::Workload(id),
             kind: "StatefulSet",
+            rendered: None,
             name: name.clone(),
             value: json!({
                 "apiVersion": "apps/v1",
@@ -1112,6 +1136,7 @@ impl<'a> Builder<'a> {
         Object {
             role,
             kind: "Job",
+            rendered: None,
             value,
             name,
         }
@@ -1289,6 +1314,7 @@ impl<'a> Builder<'a> {
         Object {
             role: Role::Shared,
             kind: "ConfigMap",
+            rendered: None,
             name,
             value,
         }
@@ -1395,14 +1421,17 @@ impl<'a> Builder<'a> {
             })
             .collect();
         // The name must change whenever the wave's pods change, so the gate
-        // runs again after every rollout of its wave: their templates' hash
-        // is part of the Job's spec.
-        let templates: Vec<String> = workloads
-            .iter()
-            .map(|w| w.value["spec"]["template"].to_string())
-            .collect();
+        // runs again after every rollout of its wave: a hash of the
+        // workloads (their pod templates and the rest) is part of the Job's
+        // spec.
         let mut parts = vec![("domain", domain)];
-        parts.extend(templates.iter().map(|t| ("template", t.as_str())));
+        parts.extend(workloads.iter().map(|w| {
+            let yaml = w.rendered.as_deref();
+            (
+                "workload",
+                yaml.expect("instance workloads are rendered early"),
+            )
+        }));
         self.named_job(
             "tikv-gate",
             Role::TikvGate(ids),
@@ -1496,6 +1525,7 @@ impl<'a> Builder<'a> {
         Object {
             role: Role::Tidb,
             kind: "StatefulSet",
+            rendered: None,
             name: name.clone(),
             value: json!({
                 "apiVersion": "apps/v1",

@@ -283,13 +283,51 @@ fn config_maps(files: &Files) -> BTreeMap<String, BTreeMap<String, String>> {
     out
 }
 
+/// The paths whose bytes differ between `a` and `b`, or that only one has:
+/// one walk over both sorted maps, comparing each common file once.
+pub fn differing_paths<'f>(a: &'f Files, b: &'f Files) -> BTreeSet<&'f str> {
+    let mut out = BTreeSet::new();
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => return out,
+            (Some((p, _)), None) => {
+                out.insert(p.as_str());
+                a.next();
+            }
+            (None, Some((p, _))) => {
+                out.insert(p.as_str());
+                b.next();
+            }
+            (Some((pa, ta)), Some((pb, tb))) => match pa.cmp(pb) {
+                std::cmp::Ordering::Less => {
+                    out.insert(pa.as_str());
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.insert(pb.as_str());
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if ta != tb {
+                        out.insert(pa.as_str());
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+}
+
 /// Computes the plan from `base` (none: the cluster is created) to `new`.
 pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Result<Plan, String> {
     let empty = Files::new();
     let base_files = base.unwrap_or(&empty);
     // A file with the same bytes on both sides holds the same objects: only
     // the others are parsed.
-    let same = |path: &str| base_files.get(path) == new.get(path);
+    let differing = differing_paths(base_files, new);
+    let same = |path: &str| !differing.contains(path);
     let (old, now) = (
         instances(base_files, |p| !same(p))?,
         instances(new, |p| !same(p))?,

@@ -163,17 +163,36 @@ fn is_plain(s: &str) -> bool {
             return false;
         }
     }
-    if !bytes
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || b" -_./=:,+@()$".contains(b))
-    {
-        return false;
-    }
-    if s.contains(": ") || s.contains(" #") {
-        return false;
+    // One pass: only plain bytes, and no `: ` (`#` is not plain at all,
+    // so neither is ` #`).
+    let mut previous = 0;
+    for &b in bytes {
+        if !PLAIN[b as usize] || (previous == b':' && b == b' ') {
+            return false;
+        }
+        previous = b;
     }
     !looks_like_other_type(s)
 }
+
+/// The bytes a plain scalar may hold here: ASCII letters and digits and
+/// ` -_./=:,+@()$`. A table, because this runs for every key and string of
+/// every object.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let extra = b" -_./=:,+@()$";
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// Strings a YAML 1.1 or 1.2 reader would take for a number, boolean or
 /// null.
@@ -182,7 +201,8 @@ fn looks_like_other_type(s: &str) -> bool {
         "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
         "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
     ];
-    if WORDS.contains(&s) || matches!(s, "null" | "Null" | "NULL" | "~") {
+    // Every such word has at most 5 letters; most strings are longer.
+    if s.len() <= 5 && (WORDS.contains(&s) || matches!(s, "null" | "Null" | "NULL" | "~")) {
         return true;
     }
     let t = s.strip_prefix(['-', '+']).unwrap_or(s);
