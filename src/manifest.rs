@@ -879,6 +879,9 @@ impl<'a> Builder<'a> {
         volumes: Value,
     ) -> Value {
         let mut spec = Map::new();
+        // No container here talks to the Kubernetes API (the scripts speak
+        // only to PD and TiDB): no service account token in the pod.
+        spec.insert("automountServiceAccountToken".into(), json!(false));
         spec.insert("containers".into(), Value::Array(vec![main]));
         spec.insert("dnsPolicy".into(), json!("ClusterFirst"));
         // Hundreds of Services in one namespace would otherwise become
@@ -1141,7 +1144,9 @@ impl<'a> Builder<'a> {
             "terminationMessagePolicy": "File",
             "volumeMounts": [ mount("scripts", SCRIPTS_DIR, true), mount("tmp", "/tmp", false) ],
         });
+        // The Job's script speaks only to PD: no service account token.
         let mut spec = obj(json!({
+            "automountServiceAccountToken": false,
             "containers": [],
             "dnsPolicy": "ClusterFirst",
             "enableServiceLinks": false,
