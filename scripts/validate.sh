@@ -43,6 +43,9 @@ bash scripts/validate-manifests.sh
 # the pre-commit hooks (docs/ci.md).
 bash scripts/validate-integrations.sh
 
+# checkov on every compiled output, skips explained in docs/security.md.
+bash scripts/validate-security.sh
+
 # The JSON that `plan` and `diff` print, against schemas/.
 bash scripts/validate-json-output.sh
 

@@ -332,7 +332,14 @@ impl Builder<'_> {
         containers: Vec<Value>,
         role: &str,
     ) -> Value {
+        // BR and the storage CLIs never call the Kubernetes API, so the pod
+        // gets no service account token. A named `service_account` still
+        // works for cloud identity: the EKS and Azure identity webhooks add
+        // their own projected token volume, and GKE answers from the
+        // metadata server (the webhooks' documented behaviour; not tested
+        // here).
         let mut spec = obj(json!({
+            "automountServiceAccountToken": false,
             "containers": containers,
             "dnsPolicy": "ClusterFirst",
             "enableServiceLinks": false,

@@ -54,6 +54,10 @@ pub const PD_STORED_TABLES: [&str; 2] = ["replication", "schedule"];
 
 /// Where the scripts ConfigMap is mounted in every pod.
 const SCRIPTS_DIR: &str = "/etc/tidb-gitops";
+/// The unprivileged user of the official images' base (`pingcap`, FACTS §1),
+/// for the Jobs that write nothing but their /tmp.
+const PINGCAP_UID: u32 = 1000;
+const PINGCAP_GID: u32 = 2000;
 /// The owner marker the init container writes (see src/pod/init-dir.sh).
 pub const OWNER_MARKER: &str = ".tidb-gitops-owner";
 /// The Secret key that holds TiDB's initial root password.
@@ -903,6 +907,9 @@ impl<'a> Builder<'a> {
         volumes: Value,
     ) -> Value {
         let mut spec = Map::new();
+        // No container here talks to the Kubernetes API (the scripts speak
+        // only to PD and TiDB): no service account token in the pod.
+        spec.insert("automountServiceAccountToken".into(), json!(false));
         spec.insert("containers".into(), Value::Array(vec![main]));
         spec.insert("dnsPolicy".into(), json!("ClusterFirst"));
         // Hundreds of Services in one namespace would otherwise become
@@ -1166,13 +1173,23 @@ impl<'a> Builder<'a> {
             "terminationMessagePolicy": "File",
             "volumeMounts": [ mount("scripts", SCRIPTS_DIR, true), mount("tmp", "/tmp", false) ],
         });
+        // The Job's script speaks only to PD: no service account token. It
+        // writes nothing but /tmp (an emptyDir, writable by anyone), so it
+        // runs as the images' unprivileged `pingcap` user (uid 1000, gid
+        // 2000, FACTS §1) rather than root; `reclaim_job` needs root back.
         let mut spec = obj(json!({
+            "automountServiceAccountToken": false,
             "containers": [],
             "dnsPolicy": "ClusterFirst",
             "enableServiceLinks": false,
             "restartPolicy": "OnFailure",
             "schedulerName": "default-scheduler",
-            "securityContext": { "seccompProfile": { "type": "RuntimeDefault" } },
+            "securityContext": {
+                "runAsGroup": PINGCAP_GID,
+                "runAsNonRoot": true,
+                "runAsUser": PINGCAP_UID,
+                "seccompProfile": { "type": "RuntimeDefault" },
+            },
             "terminationGracePeriodSeconds": 30,
         }));
         spec["containers"] = Value::Array(vec![container]);
@@ -1372,6 +1389,14 @@ impl<'a> Builder<'a> {
             json!({ "name": "reclaim", "hostPath": { "path": entry.path.0, "type": "Directory" } }),
         );
         let mut spec = pod.as_object().cloned().expect("pod spec");
+        // Root, unlike the other Jobs: the directory and the files the
+        // instance left in it belong to root (the images run as root). Every
+        // capability stays dropped, so root here cannot pass file
+        // permissions it does not own.
+        spec.insert(
+            "securityContext".into(),
+            json!({ "seccompProfile": { "type": "RuntimeDefault" } }),
+        );
         spec.insert(
             "affinity".into(),
             json!({ "podAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [{

@@ -1,0 +1,1 @@
+"""checkov checks of this project (loaded by scripts/validate-security.sh)."""
