@@ -1,14 +1,43 @@
-//! Writing and reading the output folder: the only filesystem code of the
-//! compile path.
+//! Writing and reading the output folder and the lock: the only filesystem
+//! code of the compile path.
 //!
-//! The folder is replaced as a whole. The new tree is written and synced
-//! beside it (`.<name>.tidb-gitops-new`), then the old folder is renamed
-//! aside (`.<name>.tidb-gitops-old`), the new one renamed into place, and
-//! the old one removed. `rename(2)` cannot replace a non-empty directory,
-//! so there is a moment between the two renames when the folder is absent;
-//! the next run finds the old tree aside and the folder missing, and puts
-//! the old tree back before doing anything else. A crash, a kill or an
-//! invalid input therefore always leaves the previous output readable.
+//! # The write protocol
+//!
+//! The folder is replaced as a whole. The new tree is written beside it
+//! (`.<name>.tidb-gitops-new`), marker file first, and made durable (one
+//! `syncfs`). Then the new tree and the folder are exchanged in one
+//! `renameat2(RENAME_EXCHANGE)`, so the folder is never absent and never
+//! half old, half new; the old tree, now under the `-new` name, is removed
+//! with its marker last. Where the filesystem cannot exchange (not Linux,
+//! or a filesystem without it), the old folder is renamed aside
+//! (`.<name>.tidb-gitops-old`) and the new one into place; between those two
+//! renames the folder is absent, and the next run puts the old tree back
+//! before doing anything else (`recover`).
+//!
+//! A side folder is therefore always either empty or holds the marker
+//! (created first, removed last), which is what `recover` requires before it
+//! removes one: a kill at any moment leaves nothing the next run cannot
+//! clean up.
+//!
+//! The lock is written around the swap (`stage_file` before it,
+//! `commit_file` after): its new text is synced under a fixed name
+//! (`.placement.lock.tidb-gitops-new`) before the output is swapped, and
+//! renamed over `placement.lock` after. A kill can thus leave the new
+//! output with the previous lock (never the new lock with the previous
+//! output); the staged file that survives says so, `check` reports the lock
+//! as stale, and the next `compile` — which computes the same new lock from
+//! the same inputs and previous lock — finds the output unchanged and
+//! writes the lock (`recover_file` removes the staged leftover first).
+//!
+//! # Symbolic links
+//!
+//! Nothing here writes through a symbolic link or removes anything outside
+//! the output folder: an output folder that is a link, a link anywhere
+//! inside it, a link under one of the side names, and a lock that is a link
+//! are refused with `WriteError::Symlink` before anything is written. Links
+//! in the folders *above* the output (`--out link/deploy`) are fine: the
+//! side folders are created in the same real parent as the output, so the
+//! renames stay within one folder.
 //!
 //! A folder is only ever replaced if it holds the marker file that this
 //! module writes (or is empty), so `--out /` or `--out ~` destroys nothing.
@@ -19,12 +48,35 @@ use std::path::{Path, PathBuf};
 
 use crate::layout::{Files, MARKER};
 
-/// Why the output folder was not written.
+/// Why the output folder or the lock was not written.
 #[derive(Debug)]
 pub enum WriteError {
     /// The folder exists and was not created by this tool.
     NotOurs(PathBuf),
+    /// A name the tool uses for its own temporary folder holds something
+    /// that is not ours (no marker).
+    InTheWay(PathBuf),
+    /// A path that would be replaced, or that lies inside the output
+    /// folder, is a symbolic link.
+    Symlink {
+        path: PathBuf,
+        target: PathBuf,
+        role: LinkRole,
+    },
     Io(PathBuf, io::Error),
+}
+
+/// Where a refused symbolic link was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkRole {
+    /// The output folder itself.
+    Output,
+    /// Something inside the output folder.
+    InsideOutput,
+    /// One of the names the tool writes its temporary folders or files to.
+    SideName,
+    /// A file the tool replaces (`placement.lock`).
+    File,
 }
 
 impl std::fmt::Display for WriteError {
@@ -35,7 +87,67 @@ impl std::fmt::Display for WriteError {
                 "{} exists and was not written by tidb-gitops (it has no {MARKER} file), so it will not be replaced",
                 p.display()
             ),
+            WriteError::InTheWay(p) => write!(
+                f,
+                "{} is in the way: tidb-gitops writes its temporary folder under that name, and this one has no {MARKER} file, so it is left alone",
+                p.display()
+            ),
+            WriteError::Symlink { path, target, role } => {
+                let (path, target) = (path.display(), target.display());
+                match role {
+                    LinkRole::Output => write!(
+                        f,
+                        "the output folder {path} is a symbolic link (to {target}); tidb-gitops replaces the output folder as a whole and never writes through a link, so nothing was written"
+                    ),
+                    LinkRole::InsideOutput => write!(
+                        f,
+                        "{path} is a symbolic link (to {target}) inside the output folder; an output folder holds only the files tidb-gitops writes, and it never follows a link in it, so nothing was written"
+                    ),
+                    LinkRole::SideName => write!(
+                        f,
+                        "{path} is a symbolic link (to {target}); tidb-gitops writes its temporary files under that name and never through a link, so nothing was written"
+                    ),
+                    LinkRole::File => write!(
+                        f,
+                        "{path} is a symbolic link (to {target}); tidb-gitops replaces it by renaming a new file over it, which would replace the link and leave {target} stale, so nothing was written"
+                    ),
+                }
+            }
             WriteError::Io(p, e) => write!(f, "cannot write {}: {e}", p.display()),
+        }
+    }
+}
+
+impl WriteError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            WriteError::NotOurs(_) => {
+                "choose another --out, or remove the folder yourself if it really is an old output"
+                    .into()
+            }
+            WriteError::InTheWay(p) => format!(
+                "move {} away; tidb-gitops creates and removes it itself",
+                p.display()
+            ),
+            WriteError::Symlink { path, target, role } => match role {
+                LinkRole::Output => format!(
+                    "give the real folder with --out {}, or replace the link {} with a folder",
+                    target.display(),
+                    path.display()
+                ),
+                LinkRole::InsideOutput => format!(
+                    "remove the link (`rm {}`); the next compile writes the whole folder again",
+                    path.display()
+                ),
+                LinkRole::SideName => format!("remove the link (`rm {}`)", path.display()),
+                LinkRole::File => format!(
+                    "replace the link with the file it points to, e.g. `cp --remove-destination {} {}`",
+                    target.display(),
+                    path.display()
+                ),
+            },
+            WriteError::Io(..) => "check the permissions and free space of the folder".into(),
         }
     }
 }
@@ -59,22 +171,96 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
     move |e| WriteError::Io(path.to_path_buf(), e)
 }
 
+/// What is at `path`, without following a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Absent,
+    Dir,
+    Link,
+    Other,
+}
+
+fn kind(path: &Path) -> Result<Kind, WriteError> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Kind::Absent),
+        Err(e) => Err(WriteError::Io(path.to_path_buf(), e)),
+        Ok(m) if m.file_type().is_symlink() => Ok(Kind::Link),
+        Ok(m) if m.is_dir() => Ok(Kind::Dir),
+        Ok(_) => Ok(Kind::Other),
+    }
+}
+
+fn link_error(path: &Path, role: LinkRole) -> WriteError {
+    WriteError::Symlink {
+        path: path.to_path_buf(),
+        target: fs::read_link(path).unwrap_or_default(),
+        role,
+    }
+}
+
+/// Whether a folder under one of the side names is ours to remove: it
+/// holds the marker (written first, removed last), or is empty.
+fn ours(dir: &Path) -> bool {
+    fs::symlink_metadata(dir.join(MARKER)).is_ok_and(|m| m.is_file()) || is_empty(dir)
+}
+
 /// Puts back an output folder that an interrupted swap left aside, and
-/// removes a half-written new tree. Safe to call at any time.
+/// removes a half-written new tree or a half-removed old one. Safe to call
+/// at any time; refuses links and foreign folders under the side names.
 pub fn recover(out: &Path) -> Result<(), WriteError> {
     let old = side(out, "old");
     let new = side(out, "new");
-    if old.is_dir() {
-        if !out.exists() {
-            fs::rename(&old, out).map_err(io_err(out))?;
-        } else if old.join(MARKER).is_file() {
-            fs::remove_dir_all(&old).map_err(io_err(&old))?;
+    for path in [&old, &new] {
+        match kind(path)? {
+            Kind::Link => return Err(link_error(path, LinkRole::SideName)),
+            Kind::Other => return Err(WriteError::InTheWay(path.clone())),
+            Kind::Absent | Kind::Dir => {}
         }
     }
-    if new.is_dir() && new.join(MARKER).is_file() || new.is_dir() && is_empty(&new) {
-        fs::remove_dir_all(&new).map_err(io_err(&new))?;
+    if kind(&old)? == Kind::Dir {
+        if kind(out)? == Kind::Absent && old.join(MARKER).is_file() {
+            fs::rename(&old, out).map_err(io_err(out))?;
+            sync_dir(out.parent());
+        } else if ours(&old) {
+            remove_tree(&old)?;
+        } else {
+            return Err(WriteError::InTheWay(old));
+        }
+    }
+    if kind(&new)? == Kind::Dir {
+        if ours(&new) {
+            remove_tree(&new)?;
+        } else {
+            return Err(WriteError::InTheWay(new));
+        }
     }
     Ok(())
+}
+
+/// Removes a tree under a side name so that a kill at any moment leaves it
+/// recognisably ours: everything but the top-level marker first, then the
+/// marker, then the folder. Links inside are removed, never followed
+/// (`remove_dir_all` does not follow them either).
+fn remove_tree(dir: &Path) -> Result<(), WriteError> {
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        if entry.file_name() == MARKER {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = entry.file_type().map_err(io_err(&path))?.is_dir();
+        if is_dir {
+            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+        } else {
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    let marker = dir.join(MARKER);
+    match fs::remove_file(&marker) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(WriteError::Io(marker, e)),
+        _ => {}
+    }
+    fs::remove_dir(dir).map_err(io_err(dir))
 }
 
 /// Where an interrupted swap left the previous output, if `out` is missing
@@ -88,21 +274,52 @@ fn is_empty(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
 }
 
-/// Whether `out` may be replaced: absent, empty, or ours.
+/// Whether `out` may be replaced: absent, empty, or ours, and not a
+/// symbolic link.
 pub fn may_replace(out: &Path) -> Result<(), WriteError> {
-    match fs::symlink_metadata(out) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(WriteError::Io(out.to_path_buf(), e)),
-        Ok(meta) if meta.is_dir() && (out.join(MARKER).is_file() || is_empty(out)) => Ok(()),
-        Ok(_) => Err(WriteError::NotOurs(out.to_path_buf())),
+    match kind(out)? {
+        Kind::Absent => Ok(()),
+        Kind::Link => Err(link_error(out, LinkRole::Output)),
+        Kind::Dir if out.join(MARKER).is_file() || is_empty(out) => Ok(()),
+        Kind::Dir | Kind::Other => Err(WriteError::NotOurs(out.to_path_buf())),
     }
+}
+
+/// Reads the output folder that is about to be replaced, refusing links
+/// inside it with `WriteError::Symlink`. `None` when it does not exist.
+pub fn read_existing(out: &Path) -> Result<Option<Files>, WriteError> {
+    may_replace(out)?;
+    if kind(out)? == Kind::Absent || !out.join(MARKER).is_file() {
+        return Ok(None);
+    }
+    if let Some(link) = first_link(out).map_err(io_err(out))? {
+        return Err(link_error(&link, LinkRole::InsideOutput));
+    }
+    read(out).map(Some).map_err(io_err(out))
+}
+
+/// The first symbolic link under `root`, in name order.
+fn first_link(root: &Path) -> io::Result<Option<PathBuf>> {
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(root)?.collect::<io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            return Ok(Some(entry.path()));
+        }
+        if kind.is_dir()
+            && let Some(link) = first_link(&entry.path())?
+        {
+            return Ok(Some(link));
+        }
+    }
+    Ok(None)
 }
 
 /// Replaces `out` with exactly `files`, unless it already holds them.
 pub fn write(out: &Path, files: &Files) -> Result<Written, WriteError> {
     recover(out)?;
-    may_replace(out)?;
-    let existing = if out.is_dir() { read(out).ok() } else { None };
+    let existing = read_existing(out)?;
     if existing.as_ref() == Some(files) {
         return Ok(Written::Unchanged);
     }
@@ -113,20 +330,59 @@ pub fn write(out: &Path, files: &Files) -> Result<Written, WriteError> {
     let reuse = existing.as_ref().map(|e| (out, e));
     let result = write_tree(&new, files, reuse);
     if let Err(e) = result {
-        let _ = fs::remove_dir_all(&new);
+        let _ = remove_tree(&new);
         return Err(e);
     }
-    if out.exists() {
+    if kind(out)? == Kind::Absent {
+        fs::rename(&new, out).map_err(io_err(out))?;
+        sync_dir(out.parent());
+    } else if exchange(&new, out).map_err(io_err(out))? {
+        // `new` now holds the previous tree.
+        sync_dir(out.parent());
+        remove_tree(&new)?;
+    } else {
         let old = side(out, "old");
         fs::rename(out, &old).map_err(io_err(out))?;
         fs::rename(&new, out).map_err(io_err(out))?;
         sync_dir(out.parent());
-        fs::remove_dir_all(&old).map_err(io_err(&old))?;
-    } else {
-        fs::rename(&new, out).map_err(io_err(out))?;
-        sync_dir(out.parent());
+        remove_tree(&old)?;
     }
     Ok(Written::Replaced)
+}
+
+/// Swaps two directory entries in one step. `Ok(false)` when the platform
+/// or filesystem cannot, and nothing happened.
+fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let a = CString::new(a.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        let b = CString::new(b.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // SAFETY: both are NUL-terminated paths that live for the whole call.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::ENOTSUP) => Ok(false),
+            _ => Err(e),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        Ok(false)
+    }
 }
 
 fn sync_dir(dir: Option<&Path>) {
@@ -135,6 +391,79 @@ fn sync_dir(dir: Option<&Path>) {
         .unwrap_or(Path::new("."));
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
+    }
+}
+
+/// The name a replaced file's new text is staged under before it is
+/// renamed over the file.
+pub fn staged_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tidb-gitops-new"))
+}
+
+/// Refuses to replace `path` if it is a symbolic link (renaming over it
+/// would replace the link, and writing through it would write elsewhere).
+pub fn may_replace_file(path: &Path) -> Result<(), WriteError> {
+    match kind(path)? {
+        Kind::Link => Err(link_error(path, LinkRole::File)),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `bytes` under `path`'s staged name and makes them durable; the
+/// file itself is untouched until `commit_file`. A link or a leftover under
+/// the staged name is removed first (never followed: the file is created
+/// with `O_EXCL`).
+pub fn stage_file(path: &Path, bytes: &[u8]) -> Result<PathBuf, WriteError> {
+    may_replace_file(path)?;
+    let staged = staged_name(path);
+    match fs::remove_file(&staged) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(WriteError::Io(staged, e));
+        }
+        _ => {}
+    }
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staged)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&staged);
+        return Err(WriteError::Io(staged, e));
+    }
+    Ok(staged)
+}
+
+/// Renames a staged file over `path` and makes the rename durable.
+pub fn commit_file(staged: &Path, path: &Path) -> Result<(), WriteError> {
+    fs::rename(staged, path).map_err(io_err(path))?;
+    sync_dir(path.parent());
+    Ok(())
+}
+
+/// Writes a file so that a reader sees the old bytes or the new, never a
+/// mix: `stage_file`, then `commit_file`.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let staged = stage_file(path, bytes)?;
+    commit_file(&staged, path)
+}
+
+/// Removes what an interrupted write of `path` left: the staged file.
+/// Returns whether there was one, i.e. whether a compile was killed
+/// between staging the lock and renaming it into place.
+pub fn recover_file(path: &Path) -> Result<bool, WriteError> {
+    let staged = staged_name(path);
+    match fs::remove_file(&staged) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(WriteError::Io(staged, e)),
     }
 }
 
@@ -152,6 +481,12 @@ fn write_tree(
     reuse: Option<(&Path, &Files)>,
 ) -> Result<(), WriteError> {
     fs::create_dir(root).map_err(io_err(root))?;
+    // The marker first: a tree under a side name is then always empty or
+    // marked, so the next run knows it may remove it.
+    if let Some(marker) = files.get(MARKER) {
+        let path = root.join(MARKER);
+        fs::write(&path, marker).map_err(io_err(&path))?;
+    }
     let dirs: std::collections::BTreeSet<&Path> = files
         .keys()
         .filter_map(|relative| Path::new(relative).parent())
@@ -161,7 +496,8 @@ fn write_tree(
         let path = root.join(dir);
         fs::create_dir_all(&path).map_err(io_err(&path))?;
     }
-    let entries: Vec<(&String, &String)> = files.iter().collect();
+    let entries: Vec<(&String, &String)> =
+        files.iter().filter(|(k, _)| k.as_str() != MARKER).collect();
     let threads = crate::threads();
     let per_thread = entries.len().div_ceil(threads).max(1);
     let results: Vec<Result<(), WriteError>> = std::thread::scope(|scope| {
@@ -255,6 +591,11 @@ pub fn read(root: &Path) -> io::Result<Files> {
                     .collect::<Vec<_>>()
                     .join("/");
                 files.insert(key, text);
+            } else if kind.is_symlink() {
+                return Err(io::Error::other(format!(
+                    "{} is a symbolic link; an output folder holds only the files tidb-gitops writes, and it never follows a link in it (remove the link)",
+                    entry.path().display()
+                )));
             } else {
                 return Err(io::Error::other(format!(
                     "{} is not a regular file",

@@ -134,19 +134,27 @@ pub fn compile(
     }
     eprint_diagnostics(&compiled.warnings, &folder.sources);
 
-    // The change from what is there now must be safe, or acknowledged.
-    if let Err(e) = output::recover(out) {
-        eprintln!("error: {e}");
-        return EXIT_INVALID;
+    // Repair what an interrupted compile left, and refuse links and foreign
+    // folders, before anything is written (see `output` for the protocol).
+    let lock_path = dir.join(FileKind::Lock.file_name());
+    let interrupted = match prepare_write(out, &lock_path, lock_changed) {
+        Ok(interrupted) => interrupted,
+        Err(e) => return write_failed(&e),
+    };
+    if interrupted {
+        eprintln!(
+            "note: an earlier compile was interrupted before it wrote {} (it left {}, now removed); the lock and the output are brought in line with the inputs now",
+            display_path(dir, FileKind::Lock),
+            output::staged_name(&lock_path).display()
+        );
     }
-    if out.join(crate::layout::MARKER).is_file() {
-        let existing = match output::read(out) {
-            Ok(files) => files,
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", out.display());
-                return EXIT_INVALID;
-            }
-        };
+
+    // The change from what is there now must be safe, or acknowledged.
+    let existing = match output::read_existing(out) {
+        Ok(existing) => existing,
+        Err(e) => return write_failed(&e),
+    };
+    if let Some(existing) = existing {
         match crate::plan::plan(
             Some(&existing),
             &compiled.files,
@@ -172,29 +180,31 @@ pub fn compile(
     }
 
     let start = std::time::Instant::now();
-    // The output first: if it cannot be written, the lock stays as it was
-    // and the next run starts from the same state.
+    // The new lock is staged (written and synced under another name) before
+    // the output is swapped, and renamed into place after: a kill leaves the
+    // previous lock with the previous or the new output, never the new lock
+    // with the previous output, and the staged file tells the next run.
+    let staged = if lock_changed {
+        match output::stage_file(&lock_path, lock_text.as_bytes()) {
+            Ok(staged) => Some(staged),
+            Err(e) => return write_failed(&e),
+        }
+    } else {
+        None
+    };
     let written = match output::write(out, &compiled.files) {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("error: {e}");
-            if matches!(e, output::WriteError::NotOurs(_)) {
-                eprintln!(
-                    "help: choose another --out, or remove the folder yourself if it really is an old output"
-                );
+            if let Some(staged) = &staged {
+                let _ = std::fs::remove_file(staged);
             }
-            return EXIT_INVALID;
+            return write_failed(&e);
         }
     };
-    if lock_changed
-        && let Err(e) =
-            super::write_atomically(&dir.join(FileKind::Lock.file_name()), lock_text.as_bytes())
+    if let Some(staged) = &staged
+        && let Err(e) = output::commit_file(staged, &lock_path)
     {
-        eprintln!(
-            "error: cannot write {}: {e}",
-            display_path(dir, FileKind::Lock)
-        );
-        return EXIT_INVALID;
+        return write_failed(&e);
     }
     let write_time = start.elapsed();
     for event in &compiled.events {
@@ -230,6 +240,32 @@ pub fn compile(
         );
     }
     EXIT_OK
+}
+
+/// Before compile writes: removes a lock staged by an interrupted run
+/// (returns whether there was one), puts back an output folder an
+/// interrupted swap left aside, and refuses what must not be replaced: an
+/// output folder that is a link or not ours, and a lock that is a link
+/// when it would be written.
+fn prepare_write(
+    out: &Path,
+    lock_path: &Path,
+    lock_changed: bool,
+) -> Result<bool, output::WriteError> {
+    if lock_changed {
+        output::may_replace_file(lock_path)?;
+    }
+    let interrupted = output::recover_file(lock_path)?;
+    output::recover(out)?;
+    output::may_replace(out)?;
+    Ok(interrupted)
+}
+
+/// Prints why the output or the lock was not written, with a hint.
+fn write_failed(e: &output::WriteError) -> u8 {
+    eprintln!("error: {e}");
+    eprintln!("help: {}", e.hint());
+    EXIT_INVALID
 }
 
 pub fn check(dir: &Path, out: &Path, strict_config: bool) -> u8 {
