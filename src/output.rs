@@ -23,11 +23,13 @@
 //! `commit_file` after): its new text is synced under a fixed name
 //! (`.placement.lock.tidb-gitops-new`) before the output is swapped, and
 //! renamed over `placement.lock` after. A kill can thus leave the new
-//! output with the previous lock (never the new lock with the previous
-//! output); the staged file that survives says so, `check` reports the lock
-//! as stale, and the next `compile` — which computes the same new lock from
-//! the same inputs and previous lock — finds the output unchanged and
-//! writes the lock (`recover_file` removes the staged leftover first).
+//! output with the previous lock, never the new lock with the previous
+//! output. The staged file that survives says so (a later run replaces it
+//! in one rename and removes it only once the lock is in line, so a kill
+//! of that run leaves the sign too), `check` reports the lock as stale,
+//! and the next `compile` — which computes the same new lock from the same
+//! inputs and previous lock — finds the output unchanged and writes the
+//! lock.
 //!
 //! # Symbolic links
 //!
@@ -318,9 +320,22 @@ fn first_link(root: &Path) -> io::Result<Option<PathBuf>> {
 
 /// Replaces `out` with exactly `files`, unless it already holds them.
 pub fn write(out: &Path, files: &Files) -> Result<Written, WriteError> {
+    write_then(out, files, || Ok(()))
+}
+
+/// `write`, running `after_swap` as soon as the new tree is in place (or
+/// found unchanged), before the previous tree is removed: compile commits
+/// the lock there, so the lock lags the output for as short a time as
+/// possible. Not run when nothing was swapped.
+pub fn write_then(
+    out: &Path,
+    files: &Files,
+    after_swap: impl FnOnce() -> Result<(), WriteError>,
+) -> Result<Written, WriteError> {
     recover(out)?;
     let existing = read_existing(out)?;
     if existing.as_ref() == Some(files) {
+        after_swap()?;
         return Ok(Written::Unchanged);
     }
     let new = side(out, "new");
@@ -336,15 +351,18 @@ pub fn write(out: &Path, files: &Files) -> Result<Written, WriteError> {
     if kind(out)? == Kind::Absent {
         fs::rename(&new, out).map_err(io_err(out))?;
         sync_dir(out.parent());
+        after_swap()?;
     } else if exchange(&new, out).map_err(io_err(out))? {
         // `new` now holds the previous tree.
         sync_dir(out.parent());
+        after_swap()?;
         remove_tree(&new)?;
     } else {
         let old = side(out, "old");
         fs::rename(out, &old).map_err(io_err(out))?;
         fs::rename(&new, out).map_err(io_err(out))?;
         sync_dir(out.parent());
+        after_swap()?;
         remove_tree(&old)?;
     }
     Ok(Written::Replaced)
@@ -395,13 +413,30 @@ fn sync_dir(dir: Option<&Path>) {
 }
 
 /// The name a replaced file's new text is staged under before it is
-/// renamed over the file.
+/// renamed over the file. While it exists, the file may be behind the
+/// output it goes with: a compile staged it and was interrupted before
+/// renaming it into place.
 pub fn staged_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
+    path.with_file_name(format!(".{}.tidb-gitops-new", file_name(path)))
+}
+
+/// Where the staged text is written before it is renamed to the staged
+/// name; never meaningful on its own.
+fn scratch_name(path: &Path) -> PathBuf {
+    path.with_file_name(format!(".{}.tidb-gitops-tmp", file_name(path)))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tidb-gitops-new"))
+        .unwrap_or_default()
+}
+
+fn remove_if_present(path: &Path) -> Result<(), WriteError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(WriteError::Io(path.to_path_buf(), e)),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses to replace `path` if it is a symbolic link (renaming over it
@@ -413,31 +448,37 @@ pub fn may_replace_file(path: &Path) -> Result<(), WriteError> {
     }
 }
 
-/// Writes `bytes` under `path`'s staged name and makes them durable; the
-/// file itself is untouched until `commit_file`. A link or a leftover under
-/// the staged name is removed first (never followed: the file is created
-/// with `O_EXCL`).
+/// Before a compile writes: removes a half-written scratch file and says
+/// whether an earlier run left a staged file (which stays until this run
+/// commits or discards it, so a kill of this run still leaves the sign).
+pub fn recover_file(path: &Path) -> Result<bool, WriteError> {
+    remove_if_present(&scratch_name(path))?;
+    Ok(kind(&staged_name(path))? != Kind::Absent)
+}
+
+/// Makes `bytes` durable under `path`'s staged name, replacing an earlier
+/// staged text in one rename; the file itself is untouched until
+/// `commit_file`. The text is written to a scratch name created with
+/// `O_EXCL` (after removing a leftover), so no link is ever written
+/// through.
 pub fn stage_file(path: &Path, bytes: &[u8]) -> Result<PathBuf, WriteError> {
     may_replace_file(path)?;
+    let scratch = scratch_name(path);
     let staged = staged_name(path);
-    match fs::remove_file(&staged) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            return Err(WriteError::Io(staged, e));
-        }
-        _ => {}
-    }
+    remove_if_present(&scratch)?;
     let result = (|| {
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&staged)?;
+            .open(&scratch)?;
         file.write_all(bytes)?;
         file.sync_all()
     })();
     if let Err(e) = result {
-        let _ = fs::remove_file(&staged);
-        return Err(WriteError::Io(staged, e));
+        let _ = fs::remove_file(&scratch);
+        return Err(WriteError::Io(scratch, e));
     }
+    fs::rename(&scratch, &staged).map_err(io_err(&staged))?;
     Ok(staged)
 }
 
@@ -448,23 +489,20 @@ pub fn commit_file(staged: &Path, path: &Path) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// Removes a staged file that will not be committed (the file already
+/// holds the text it would have).
+pub fn discard_staged(path: &Path) -> Result<(), WriteError> {
+    remove_if_present(&scratch_name(path))?;
+    remove_if_present(&staged_name(path))?;
+    sync_dir(path.parent());
+    Ok(())
+}
+
 /// Writes a file so that a reader sees the old bytes or the new, never a
 /// mix: `stage_file`, then `commit_file`.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let staged = stage_file(path, bytes)?;
     commit_file(&staged, path)
-}
-
-/// Removes what an interrupted write of `path` left: the staged file.
-/// Returns whether there was one, i.e. whether a compile was killed
-/// between staging the lock and renaming it into place.
-pub fn recover_file(path: &Path) -> Result<bool, WriteError> {
-    let staged = staged_name(path);
-    match fs::remove_file(&staged) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(WriteError::Io(staged, e)),
-    }
 }
 
 /// Writes every file under `root` (which must not exist) and makes the tree

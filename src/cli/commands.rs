@@ -143,7 +143,7 @@ pub fn compile(
     };
     if interrupted {
         eprintln!(
-            "note: an earlier compile was interrupted before it wrote {} (it left {}, now removed); the lock and the output are brought in line with the inputs now",
+            "note: an earlier compile was interrupted before it wrote {} (it left {}); the lock and the output are brought in line with the inputs now",
             display_path(dir, FileKind::Lock),
             output::staged_name(&lock_path).display()
         );
@@ -192,20 +192,27 @@ pub fn compile(
     } else {
         None
     };
-    let written = match output::write(out, &compiled.files) {
+    let mut committed = false;
+    let finish = || {
+        committed = true;
+        match &staged {
+            Some(staged) => output::commit_file(staged, &lock_path),
+            None if interrupted => output::discard_staged(&lock_path),
+            None => Ok(()),
+        }
+    };
+    let written = match output::write_then(out, &compiled.files, finish) {
         Ok(w) => w,
         Err(e) => {
-            if let Some(staged) = &staged {
-                let _ = std::fs::remove_file(staged);
+            // A lock staged by this run is removed if the output was not
+            // swapped; one staged by an interrupted run stays as the sign
+            // that the lock may be behind the output.
+            if !committed && !interrupted {
+                let _ = output::discard_staged(&lock_path);
             }
             return write_failed(&e);
         }
     };
-    if let Some(staged) = &staged
-        && let Err(e) = output::commit_file(staged, &lock_path)
-    {
-        return write_failed(&e);
-    }
     let write_time = start.elapsed();
     for event in &compiled.events {
         eprintln!("{}", report::describe_event(event));
@@ -288,6 +295,13 @@ pub fn check(dir: &Path, out: &Path, strict_config: bool) -> u8 {
             }
         }
         Some(_) => {}
+    }
+    let staged = output::staged_name(&dir.join(FileKind::Lock.file_name()));
+    if staged.exists() {
+        stale.push(format!(
+            "{} was left by an interrupted compile; the lock may be behind the output",
+            staged.display()
+        ));
     }
     match output::read(out) {
         Ok(existing) => stale.extend(differences(out, &existing, &compiled.files)),
