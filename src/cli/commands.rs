@@ -316,6 +316,10 @@ pub fn check(dir: &Path, out: &Path, strict_config: bool) -> u8 {
         }
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", out.display());
+            eprintln!(
+                "help: an output folder holds only what tidb-gitops writes; remove anything else from {}, then run compile",
+                out.display()
+            );
             return EXIT_INVALID;
         }
     }
