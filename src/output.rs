@@ -22,7 +22,8 @@
 //! The lock is written around the swap (`stage_file` before it,
 //! `commit_file` after): its new text is synced under a fixed name
 //! (`.placement.lock.tidb-gitops-new`) before the output is swapped, and
-//! renamed over `placement.lock` after. A kill can thus leave the new
+//! renamed over `placement.lock` right after the swap, before the previous
+//! tree is removed (`write_then`). A kill can thus leave the new
 //! output with the previous lock, never the new lock with the previous
 //! output. The staged file that survives says so (a later run replaces it
 //! in one rename and removes it only once the lock is in line, so a kill
@@ -730,5 +731,87 @@ mod tests {
         fs::create_dir(side(&out, "new")).unwrap();
         assert_eq!(write(&out, &sample("2")).unwrap(), Written::Replaced);
         assert_eq!(read(&out).unwrap(), sample("2"));
+    }
+
+    #[test]
+    fn a_side_tree_is_marked_first_and_removed_marker_last() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("deploy");
+        write(&out, &sample("1")).unwrap();
+        // A removal killed half way: the marker is still there.
+        let new = side(&out, "new");
+        fs::create_dir_all(new.join("manifests/a")).unwrap();
+        fs::write(new.join(MARKER), "m").unwrap();
+        fs::write(new.join("manifests/a/x.yaml"), "x").unwrap();
+        recover(&out).unwrap();
+        assert!(!new.exists());
+        // An empty one (killed right after it was created).
+        fs::create_dir(&new).unwrap();
+        recover(&out).unwrap();
+        assert!(!new.exists());
+        // remove_tree leaves the marker for last: only an empty folder or
+        // one with the marker can be left by a kill.
+        fs::create_dir_all(new.join("manifests/a")).unwrap();
+        fs::write(new.join(MARKER), "m").unwrap();
+        remove_tree(&new).unwrap();
+        assert!(!new.exists());
+        assert_eq!(read(&out).unwrap(), sample("1"));
+    }
+
+    #[test]
+    fn a_foreign_folder_or_a_link_under_a_side_name_is_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("deploy");
+        let new = side(&out, "new");
+        fs::create_dir(&new).unwrap();
+        fs::write(new.join("precious"), "data").unwrap();
+        assert!(matches!(recover(&out), Err(WriteError::InTheWay(_))));
+        assert!(matches!(
+            write(&out, &sample("1")),
+            Err(WriteError::InTheWay(_))
+        ));
+        assert_eq!(fs::read_to_string(new.join("precious")).unwrap(), "data");
+        fs::remove_dir_all(&new).unwrap();
+        #[cfg(unix)]
+        {
+            let elsewhere = tmp.path().join("elsewhere");
+            fs::create_dir(&elsewhere).unwrap();
+            fs::write(elsewhere.join(MARKER), "m").unwrap();
+            std::os::unix::fs::symlink(&elsewhere, side(&out, "old")).unwrap();
+            let e = write(&out, &sample("1")).unwrap_err();
+            assert!(matches!(
+                e,
+                WriteError::Symlink {
+                    role: LinkRole::SideName,
+                    ..
+                }
+            ));
+            assert!(e.to_string().contains(".deploy.tidb-gitops-old"), "{e}");
+            assert!(elsewhere.join(MARKER).is_file() && !out.exists());
+        }
+    }
+
+    #[test]
+    fn a_staged_file_stays_until_committed_or_discarded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lock = tmp.path().join("placement.lock");
+        fs::write(&lock, "old\n").unwrap();
+        assert!(!recover_file(&lock).unwrap());
+        let staged = stage_file(&lock, b"new\n").unwrap();
+        assert_eq!(staged, staged_name(&lock));
+        assert_eq!(fs::read_to_string(&lock).unwrap(), "old\n");
+        // A later run sees it, and staging again replaces it in one rename.
+        fs::write(scratch_name(&lock), "half").unwrap();
+        assert!(recover_file(&lock).unwrap());
+        assert!(!scratch_name(&lock).exists() && staged.exists());
+        stage_file(&lock, b"newer\n").unwrap();
+        assert_eq!(fs::read_to_string(&staged).unwrap(), "newer\n");
+        commit_file(&staged, &lock).unwrap();
+        assert_eq!(fs::read_to_string(&lock).unwrap(), "newer\n");
+        assert!(!recover_file(&lock).unwrap());
+        stage_file(&lock, b"x").unwrap();
+        discard_staged(&lock).unwrap();
+        assert!(!staged.exists());
+        assert_eq!(fs::read_to_string(&lock).unwrap(), "newer\n");
     }
 }
