@@ -32,6 +32,11 @@
 //! inputs and previous lock — finds the output unchanged and writes the
 //! lock.
 //!
+//! Two runs at once would remove each other's side trees and staged lock,
+//! so compile holds `lock_folders` (an advisory `flock` on the cluster
+//! folder and the output's parent) while it writes, and a second run is
+//! refused with `WriteError::Busy`.
+//!
 //! # Symbolic links
 //!
 //! Nothing here writes through a symbolic link or removes anything outside
@@ -59,6 +64,8 @@ pub enum WriteError {
     /// A name the tool uses for its own temporary folder holds something
     /// that is not ours (no marker).
     InTheWay(PathBuf),
+    /// Another process holds the folder's lock: it is writing there now.
+    Busy(PathBuf),
     /// A path that would be replaced, or that lies inside the output
     /// folder, is a symbolic link.
     Symlink {
@@ -93,6 +100,11 @@ impl std::fmt::Display for WriteError {
             WriteError::InTheWay(p) => write!(
                 f,
                 "{} is in the way: tidb-gitops writes its temporary folder under that name, and this one has no {MARKER} file, so it is left alone",
+                p.display()
+            ),
+            WriteError::Busy(p) => write!(
+                f,
+                "another tidb-gitops process is writing in {} (it holds a lock on the folder), so nothing was written",
                 p.display()
             ),
             WriteError::Symlink { path, target, role } => {
@@ -150,6 +162,9 @@ impl WriteError {
                     path.display()
                 ),
             },
+            WriteError::Busy(_) => {
+                "wait for the other run to finish, then run this one again".into()
+            }
             WriteError::Io(..) => "check the permissions and free space of the folder".into(),
         }
     }
@@ -275,6 +290,46 @@ pub fn left_aside(out: &Path) -> Option<PathBuf> {
 
 fn is_empty(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// Advisory locks (`flock`) on folders, held while compile writes there,
+/// so that two runs never remove each other's side trees or staged lock.
+/// The kernel releases them when the process ends, however it ends.
+pub struct FolderLocks(#[allow(dead_code)] Vec<fs::File>);
+
+/// Locks each folder (deduplicated by its real path), or says which one
+/// another process holds. A filesystem without `flock` is not locked.
+pub fn lock_folders(dirs: &[&Path]) -> Result<FolderLocks, WriteError> {
+    let mut held = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for dir in dirs {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if !seen.insert(dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())) {
+            continue;
+        }
+        let Ok(file) = fs::File::open(dir) else {
+            continue; // not there yet: created by the write, nothing to race
+        };
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: `file` is an open descriptor for the whole call.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EWOULDBLOCK) => return Err(WriteError::Busy(dir.to_path_buf())),
+                    Some(libc::ENOLCK) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => continue,
+                    _ => return Err(WriteError::Io(dir.to_path_buf(), e)),
+                }
+            }
+        }
+        held.push(file);
+    }
+    Ok(FolderLocks(held))
 }
 
 /// Whether `out` may be replaced: absent, empty, or ours, and not a

@@ -404,3 +404,62 @@ fn a_lock_behind_its_output_is_reported_and_completed_by_the_next_compile() {
         ["cluster.toml", "deploy", "inventory.toml", "placement.lock"]
     );
 }
+
+/// Two runs never write in the same folder at once: the second is refused
+/// while the first holds the folder's lock, and nothing is written.
+#[test]
+fn a_compile_while_another_writes_in_the_folder_is_refused() {
+    use std::os::fd::AsRawFd;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    std::fs::create_dir(&dir).unwrap();
+    write_inputs(&dir, 6);
+    assert!(compile(&dir).status.success());
+    write_inputs(&dir, 9);
+    let before = read_tree(&dir).unwrap();
+
+    // Another process's lock, as a running compile holds it.
+    let held = std::fs::File::open(&dir).unwrap();
+    // SAFETY: `held` is an open descriptor while it is used.
+    assert_eq!(
+        unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let refused = compile(&dir);
+    let text = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "another tidb-gitops process is writing in {}",
+            dir.display()
+        )) && text.contains("help: wait for the other run to finish"),
+        "{text}"
+    );
+    assert!(read_tree(&dir).unwrap() == before, "nothing was written");
+
+    // A separate --out folder is locked too.
+    let out = tmp.path().join("elsewhere");
+    std::fs::create_dir(&out).unwrap();
+    drop(held);
+    let held = std::fs::File::open(&out).unwrap();
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let refused = Command::new(BIN)
+        .arg("compile")
+        .arg(&dir)
+        .arg("--out")
+        .arg(out.join("deploy"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("another tidb-gitops process is writing in"));
+    assert!(names(&out).is_empty());
+
+    // Once it is released, the run goes through.
+    drop(held);
+    let next = compile(&dir);
+    assert!(next.status.success(), "{}", stderr(&next));
+}

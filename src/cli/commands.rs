@@ -137,6 +137,11 @@ pub fn compile(
     // Repair what an interrupted compile left, and refuse links and foreign
     // folders, before anything is written (see `output` for the protocol).
     let lock_path = dir.join(FileKind::Lock.file_name());
+    let out_parent = out.parent().unwrap_or(Path::new("."));
+    let _locks = match output::lock_folders(&[dir, out_parent]) {
+        Ok(locks) => locks,
+        Err(e) => return write_failed(&e),
+    };
     let interrupted = match prepare_write(out, &lock_path, lock_changed) {
         Ok(interrupted) => interrupted,
         Err(e) => return write_failed(&e),
