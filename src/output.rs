@@ -64,6 +64,9 @@ pub enum WriteError {
     /// A name the tool uses for its own temporary folder holds something
     /// that is not ours (no marker).
     InTheWay(PathBuf),
+    /// The current output folder cannot be read back (a file that is not
+    /// UTF-8 text, a special file, a permission).
+    Unreadable(PathBuf, io::Error),
     /// Another process holds the folder's lock: it is writing there now.
     Busy(PathBuf),
     /// A path that would be replaced, or that lies inside the output
@@ -100,6 +103,11 @@ impl std::fmt::Display for WriteError {
             WriteError::InTheWay(p) => write!(
                 f,
                 "{} is in the way: tidb-gitops writes its temporary folder under that name, and this one has no {MARKER} file, so it is left alone",
+                p.display()
+            ),
+            WriteError::Unreadable(p, e) => write!(
+                f,
+                "cannot read the current output {}: {e}; nothing was written",
                 p.display()
             ),
             WriteError::Busy(p) => write!(
@@ -143,6 +151,10 @@ impl WriteError {
             }
             WriteError::InTheWay(p) => format!(
                 "move {} away; tidb-gitops creates and removes it itself",
+                p.display()
+            ),
+            WriteError::Unreadable(p, _) => format!(
+                "an output folder holds only what tidb-gitops writes; remove anything else from {}",
                 p.display()
             ),
             WriteError::Symlink { path, target, role } => match role {
@@ -353,7 +365,9 @@ pub fn read_existing(out: &Path) -> Result<Option<Files>, WriteError> {
     if let Some(link) = first_link(out).map_err(io_err(out))? {
         return Err(link_error(&link, LinkRole::InsideOutput));
     }
-    read(out).map(Some).map_err(io_err(out))
+    read(out)
+        .map(Some)
+        .map_err(|e| WriteError::Unreadable(out.to_path_buf(), e))
 }
 
 /// The first symbolic link under `root`, in name order.
@@ -678,7 +692,9 @@ pub fn read(root: &Path) -> io::Result<Files> {
             if kind.is_dir() {
                 stack.push(rel);
             } else if kind.is_file() {
-                let text = fs::read_to_string(entry.path())?;
+                let text = fs::read_to_string(entry.path()).map_err(|e| {
+                    io::Error::new(e.kind(), format!("{}: {e}", entry.path().display()))
+                })?;
                 let key = rel
                     .components()
                     .map(|c| c.as_os_str().to_string_lossy())

@@ -463,3 +463,27 @@ fn a_compile_while_another_writes_in_the_folder_is_refused() {
     let next = compile(&dir);
     assert!(next.status.success(), "{}", stderr(&next));
 }
+
+/// A file compile cannot have written (not UTF-8) in the output folder:
+/// refused with the file's path and a hint, and nothing is written.
+#[test]
+fn an_output_folder_holding_a_binary_file_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    std::fs::create_dir(&dir).unwrap();
+    write_inputs(&dir, 6);
+    assert!(compile(&dir).status.success());
+    write_inputs(&dir, 9);
+    std::fs::write(dir.join("deploy/manifests/.DS_Store"), [0xff, 0xfe, 0x00]).unwrap();
+    let before = read_tree(&dir).unwrap();
+    let refused = compile(&dir);
+    let text = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("cannot read the current output")
+            && text.contains("deploy/manifests/.DS_Store: stream did not contain valid UTF-8")
+            && text.contains("help: an output folder holds only what tidb-gitops writes"),
+        "{text}"
+    );
+    assert!(read_tree(&dir).unwrap() == before, "nothing was written");
+}
