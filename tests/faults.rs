@@ -278,7 +278,7 @@ fn a_kill_at_any_moment_leaves_the_previous_or_the_new_output_and_lock() {
                 assert_eq!(check.status.code(), Some(1), "{context}: {text}");
                 assert!(
                     text.contains("placement.lock would change")
-                        && text.contains("left by an interrupted compile"),
+                        && text.contains("left by an interrupted run"),
                     "{context}: {text}"
                 );
                 checked_stale = true;
@@ -295,7 +295,7 @@ fn a_kill_at_any_moment_leaves_the_previous_or_the_new_output_and_lock() {
         );
         if last == State::LockBehind {
             assert!(
-                stderr(&next).contains("an earlier compile was interrupted"),
+                stderr(&next).contains("an earlier run was interrupted"),
                 "{context}: {}",
                 stderr(&next)
             );
@@ -359,7 +359,7 @@ fn a_lock_behind_its_output_is_reported_and_completed_by_the_next_compile() {
     assert_eq!(check.status.code(), Some(1), "{text}");
     assert!(text.contains("placement.lock would change"), "{text}");
     assert!(
-        text.contains(".placement.lock.tidb-gitops-new was left by an interrupted compile"),
+        text.contains(".placement.lock.tidb-gitops-new was left by an interrupted run"),
         "{text}"
     );
 
@@ -367,7 +367,7 @@ fn a_lock_behind_its_output_is_reported_and_completed_by_the_next_compile() {
     let text = stderr(&next);
     assert!(next.status.success(), "{text}");
     assert!(
-        text.contains("an earlier compile was interrupted before it wrote"),
+        text.contains("an earlier run was interrupted before it wrote"),
         "{text}"
     );
     assert!(

@@ -148,7 +148,7 @@ pub fn compile(
     };
     if interrupted {
         eprintln!(
-            "note: an earlier compile was interrupted before it wrote {} (it left {}); the lock and the output are brought in line with the inputs now",
+            "note: an earlier run was interrupted before it wrote {} (it left {}); the lock and the output are brought in line with the inputs now",
             display_path(dir, FileKind::Lock),
             output::staged_name(&lock_path).display()
         );
@@ -254,11 +254,11 @@ pub fn compile(
     EXIT_OK
 }
 
-/// Before compile writes: removes a lock staged by an interrupted run
-/// (returns whether there was one), puts back an output folder an
-/// interrupted swap left aside, and refuses what must not be replaced: an
-/// output folder that is a link or not ours, and a lock that is a link
-/// when it would be written.
+/// Before compile writes: says whether an interrupted run left a staged
+/// lock (it stays until this run commits or discards it), puts back an
+/// output folder an interrupted swap left aside and removes side trees,
+/// and refuses what must not be replaced: an output folder that is a link
+/// or not ours, and a lock that is a link when it would be written.
 fn prepare_write(
     out: &Path,
     lock_path: &Path,
@@ -304,7 +304,7 @@ pub fn check(dir: &Path, out: &Path, strict_config: bool) -> u8 {
     let staged = output::staged_name(&dir.join(FileKind::Lock.file_name()));
     if staged.exists() {
         stale.push(format!(
-            "{} was left by an interrupted compile; the lock may be behind the output",
+            "{} was left by an interrupted run; the lock may be behind the output",
             staged.display()
         ));
     }
