@@ -134,19 +134,32 @@ pub fn compile(
     }
     eprint_diagnostics(&compiled.warnings, &folder.sources);
 
-    // The change from what is there now must be safe, or acknowledged.
-    if let Err(e) = output::recover(out) {
-        eprintln!("error: {e}");
-        return EXIT_INVALID;
+    // Repair what an interrupted compile left, and refuse links and foreign
+    // folders, before anything is written (see `output` for the protocol).
+    let lock_path = dir.join(FileKind::Lock.file_name());
+    let out_parent = out.parent().unwrap_or(Path::new("."));
+    let _locks = match output::lock_folders(&[dir, out_parent]) {
+        Ok(locks) => locks,
+        Err(e) => return write_failed(&e),
+    };
+    let interrupted = match prepare_write(out, &lock_path, lock_changed) {
+        Ok(interrupted) => interrupted,
+        Err(e) => return write_failed(&e),
+    };
+    if interrupted {
+        eprintln!(
+            "note: an earlier run was interrupted before it wrote {} (it left {}); the lock and the output are brought in line with the inputs now",
+            display_path(dir, FileKind::Lock),
+            output::staged_name(&lock_path).display()
+        );
     }
-    if out.join(crate::layout::MARKER).is_file() {
-        let existing = match output::read(out) {
-            Ok(files) => files,
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", out.display());
-                return EXIT_INVALID;
-            }
-        };
+
+    // The change from what is there now must be safe, or acknowledged.
+    let existing = match output::read_existing(out) {
+        Ok(existing) => existing,
+        Err(e) => return write_failed(&e),
+    };
+    if let Some(existing) = existing {
         match crate::plan::plan(
             Some(&existing),
             &compiled.files,
@@ -172,30 +185,39 @@ pub fn compile(
     }
 
     let start = std::time::Instant::now();
-    // The output first: if it cannot be written, the lock stays as it was
-    // and the next run starts from the same state.
-    let written = match output::write(out, &compiled.files) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("error: {e}");
-            if matches!(e, output::WriteError::NotOurs(_)) {
-                eprintln!(
-                    "help: choose another --out, or remove the folder yourself if it really is an old output"
-                );
-            }
-            return EXIT_INVALID;
+    // The new lock is staged (written and synced under another name) before
+    // the output is swapped, and renamed into place after: a kill leaves the
+    // previous lock with the previous or the new output, never the new lock
+    // with the previous output, and the staged file tells the next run.
+    let staged = if lock_changed {
+        match output::stage_file(&lock_path, lock_text.as_bytes()) {
+            Ok(staged) => Some(staged),
+            Err(e) => return write_failed(&e),
+        }
+    } else {
+        None
+    };
+    let mut committed = false;
+    let finish = || {
+        committed = true;
+        match &staged {
+            Some(staged) => output::commit_file(staged, &lock_path),
+            None if interrupted => output::discard_staged(&lock_path),
+            None => Ok(()),
         }
     };
-    if lock_changed
-        && let Err(e) =
-            super::write_atomically(&dir.join(FileKind::Lock.file_name()), lock_text.as_bytes())
-    {
-        eprintln!(
-            "error: cannot write {}: {e}",
-            display_path(dir, FileKind::Lock)
-        );
-        return EXIT_INVALID;
-    }
+    let written = match output::write_then(out, &compiled.files, finish) {
+        Ok(w) => w,
+        Err(e) => {
+            // A lock staged by this run is removed if the output was not
+            // swapped; one staged by an interrupted run stays as the sign
+            // that the lock may be behind the output.
+            if !committed && !interrupted {
+                let _ = output::discard_staged(&lock_path);
+            }
+            return write_failed(&e);
+        }
+    };
     let write_time = start.elapsed();
     for event in &compiled.events {
         eprintln!("{}", report::describe_event(event));
@@ -232,6 +254,32 @@ pub fn compile(
     EXIT_OK
 }
 
+/// Before compile writes: says whether an interrupted run left a staged
+/// lock (it stays until this run commits or discards it), puts back an
+/// output folder an interrupted swap left aside and removes side trees,
+/// and refuses what must not be replaced: an output folder that is a link
+/// or not ours, and a lock that is a link when it would be written.
+fn prepare_write(
+    out: &Path,
+    lock_path: &Path,
+    lock_changed: bool,
+) -> Result<bool, output::WriteError> {
+    if lock_changed {
+        output::may_replace_file(lock_path)?;
+    }
+    let interrupted = output::recover_file(lock_path)?;
+    output::recover(out)?;
+    output::may_replace(out)?;
+    Ok(interrupted)
+}
+
+/// Prints why the output or the lock was not written, with a hint.
+fn write_failed(e: &output::WriteError) -> u8 {
+    eprintln!("error: {e}");
+    eprintln!("help: {}", e.hint());
+    EXIT_INVALID
+}
+
 pub fn check(dir: &Path, out: &Path, strict_config: bool) -> u8 {
     let (compiled, folder) = match compile_folder(dir, out, strict_config, &[]) {
         Ok(c) => c,
@@ -253,6 +301,13 @@ pub fn check(dir: &Path, out: &Path, strict_config: bool) -> u8 {
         }
         Some(_) => {}
     }
+    let staged = output::staged_name(&dir.join(FileKind::Lock.file_name()));
+    if staged.exists() {
+        stale.push(format!(
+            "{} was left by an interrupted run; the lock may be behind the output",
+            staged.display()
+        ));
+    }
     match output::read(out) {
         Ok(existing) => stale.extend(differences(out, &existing, &compiled.files)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -266,6 +321,10 @@ pub fn check(dir: &Path, out: &Path, strict_config: bool) -> u8 {
         }
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", out.display());
+            eprintln!(
+                "help: an output folder holds only what tidb-gitops writes; remove anything else from {}, then run compile",
+                out.display()
+            );
             return EXIT_INVALID;
         }
     }

@@ -368,12 +368,11 @@ fn place(dir: &Path, locked: bool, options: Options, format: Format) -> u8 {
     }
     eprint_diagnostics(&diagnostics, &folder.sources);
     if changed
-        && let Err(e) = write_atomically(&dir.join(FileKind::Lock.file_name()), text.as_bytes())
+        && let Err(e) =
+            crate::output::replace_file(&dir.join(FileKind::Lock.file_name()), text.as_bytes())
     {
-        eprintln!(
-            "error: cannot write {}: {e}",
-            display_path(dir, FileKind::Lock)
-        );
+        eprintln!("error: {e}");
+        eprintln!("help: {}", e.hint());
         return EXIT_INVALID;
     }
     let out = match format {

@@ -9,6 +9,8 @@
 // and uses only part of it; the rest would warn as dead code in that binary.
 #![allow(dead_code)]
 
+pub mod tree;
+
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
