@@ -96,7 +96,7 @@ pub fn waiting(lock: &crate::lock::Lock, names: &crate::manifest::Names) -> Vec<
             continue;
         };
         let what = match (e.id.component, e.state) {
-            (crate::model::Component::Pd, _) => {
+            (crate::model::Component::Pd, State::Leaving | State::Failed) => {
                 "PD's member list no longer naming it (its delete Job removes it)"
             }
             (_, State::Leaving | State::Removing) => {
