@@ -218,7 +218,11 @@ fn main() {
             series.entry("cp -r").or_default().add(&r);
 
             // kustomize takes minutes at 1,000 nodes: once is enough there.
-            let kustomize_runs = if nodes >= KUSTOMIZE_MAX_NODES { 1 } else { runs };
+            let kustomize_runs = if nodes >= KUSTOMIZE_MAX_NODES {
+                1
+            } else {
+                runs
+            };
             if kubectl && nodes <= KUSTOMIZE_MAX_NODES && i < kustomize_runs {
                 let mut k = Command::new("kubectl");
                 k.arg("kustomize").arg(&deploy);

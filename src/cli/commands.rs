@@ -398,7 +398,7 @@ pub fn plan(
     eprint_diagnostics(&compiled.warnings, &folder.sources);
     let base_files = match base {
         None => None,
-        Some(base) => match base_output(dir, out, base) {
+        Some(base) => match base_output(dir, out, base, &compiled.files) {
             Ok(base) => Some(base.files),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -458,7 +458,7 @@ pub fn diff(dir: &Path, out: &Path, base: &str, options: &DiffOptions<'_>) -> u8
         Err(code) => return code,
     };
     eprint_diagnostics(&compiled.warnings, &folder.sources);
-    let base = match base_output(dir, out, base) {
+    let base = match base_output(dir, out, base, &compiled.files) {
         Ok(base) => base,
         Err(e) => {
             eprintln!("error: {e}");
@@ -594,7 +594,9 @@ pub(super) struct Base {
 /// (compiled in memory); or a git revision, whose committed output is used
 /// when there is one (what is deployed) and whose inputs are compiled
 /// otherwise. Git is only read: the working tree and index are untouched.
-fn base_output(dir: &Path, out: &Path, base: &str) -> Result<Base, String> {
+/// The base of a plan or diff. `known` is the new output: the files of a
+/// committed base that equal it are not read again (see `Git::tree`).
+fn base_output(dir: &Path, out: &Path, base: &str, known: &Files) -> Result<Base, String> {
     let path = Path::new(base);
     if path.is_dir() {
         if path.join(crate::layout::MARKER).is_file() {
@@ -639,7 +641,7 @@ fn base_output(dir: &Path, out: &Path, base: &str) -> Result<Base, String> {
     let out_rel = git.relative(out)?;
     let marker = format!("{out_rel}/{}", crate::layout::MARKER);
     if git.show(base, &marker).is_ok() {
-        let files = git.tree(base, &out_rel)?;
+        let files = git.tree(base, &out_rel, known)?;
         return Ok(Base { files, lock });
     }
     let (cluster, inventory) = (file(FileKind::Cluster), file(FileKind::Inventory));
@@ -754,14 +756,43 @@ impl Git {
     }
 
     /// Every file under `path` at `rev`, relative to `path`.
-    fn tree(&self, rev: &str, path: &str) -> Result<Files, String> {
-        let list = self.git(&["ls-tree", "-r", "-z", "--name-only", rev, "--", path])?;
-        let names: Vec<String> = list
-            .split(|b| *b == 0)
-            .filter(|n| !n.is_empty())
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .collect();
-        // One `git cat-file --batch` for all files, not one process each.
+    ///
+    /// A file whose blob ID equals that of the same file in `known` (the new
+    /// output, mostly the same as the base's) is taken from there and not
+    /// read: reading thousands of blobs out of Git costs more than the whole
+    /// compile, and identical IDs mean identical bytes.
+    fn tree(&self, rev: &str, path: &str, known: &Files) -> Result<Files, String> {
+        let sha256 = self
+            .git(&["rev-parse", "--show-object-format"])
+            .is_ok_and(|f| f.trim_ascii() == b"sha256");
+        let list = self.git(&["ls-tree", "-r", "-z", rev, "--", path])?;
+        let relative_of = |name: &str| -> String {
+            name.strip_prefix(path)
+                .map(|r| r.trim_start_matches('/'))
+                .unwrap_or(name)
+                .to_string()
+        };
+        let mut files = Files::new();
+        let mut names = Vec::new();
+        for entry in list.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+            // `<mode> <type> <id>\t<path>`
+            let entry = String::from_utf8_lossy(entry);
+            let (meta, name) = entry
+                .split_once('\t')
+                .ok_or_else(|| format!("unexpected git ls-tree output: {entry}"))?;
+            let id = meta.rsplit(' ').next().unwrap_or_default();
+            let relative = relative_of(name);
+            match known.get(&relative) {
+                Some(text) if blob_id(text.as_bytes(), sha256) == id => {
+                    files.insert(relative, text.clone());
+                }
+                _ => names.push(name.to_string()),
+            }
+        }
+        if names.is_empty() {
+            return Ok(files);
+        }
+        // One `git cat-file --batch` for the rest, not one process each.
         let mut child = std::process::Command::new("git")
             .arg("-C")
             .arg(&self.root)
@@ -778,7 +809,6 @@ impl Git {
         });
         let output = child.wait_with_output().map_err(|e| e.to_string())?;
         let _ = writer.join();
-        let mut files = Files::new();
         let mut rest = &output.stdout[..];
         for name in &names {
             let newline = rest
@@ -793,15 +823,63 @@ impl Git {
                 .ok_or_else(|| format!("unexpected git output: {header}"))?;
             let body = &rest[newline + 1..newline + 1 + size];
             rest = &rest[newline + 1 + size + 1..];
-            let relative = name
-                .strip_prefix(path)
-                .map(|r| r.trim_start_matches('/'))
-                .unwrap_or(name);
             files.insert(
-                relative.to_string(),
+                relative_of(name),
                 String::from_utf8_lossy(body).into_owned(),
             );
         }
         Ok(files)
+    }
+}
+
+/// The ID Git gives a blob of these bytes, in hex.
+fn blob_id(bytes: &[u8], sha256: bool) -> String {
+    use sha2::Digest as _;
+    let header = format!("blob {}\0", bytes.len());
+    let digest: Vec<u8> = if sha256 {
+        let mut h = sha2::Sha256::new();
+        h.update(header.as_bytes());
+        h.update(bytes);
+        h.finalize().to_vec()
+    } else {
+        let mut h = sha1::Sha1::new();
+        h.update(header.as_bytes());
+        h.update(bytes);
+        h.finalize().to_vec()
+    };
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blob_id;
+
+    /// `blob_id` against Git itself, in a SHA-1 and a SHA-256 repository.
+    #[test]
+    fn blob_ids_are_the_ones_git_computes() {
+        for format in ["sha1", "sha256"] {
+            let repo = tempfile::tempdir().expect("temp dir");
+            let init = std::process::Command::new("git")
+                .args(["init", "-q", &format!("--object-format={format}")])
+                .current_dir(repo.path())
+                .status()
+                .expect("git");
+            assert!(init.success());
+            for text in ["", "a\n", "apiVersion: v1\nkind: ConfigMap\n", "é\u{0}x"] {
+                let file = repo.path().join("f");
+                std::fs::write(&file, text).expect("write");
+                let out = std::process::Command::new("git")
+                    .args(["hash-object", "f"])
+                    .current_dir(repo.path())
+                    .output()
+                    .expect("git");
+                let git = String::from_utf8(out.stdout).expect("hex");
+                assert_eq!(
+                    blob_id(text.as_bytes(), format == "sha256"),
+                    git.trim(),
+                    "{format} {text:?}"
+                );
+            }
+        }
     }
 }
