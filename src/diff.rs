@@ -146,7 +146,7 @@ fn objects(files: &Files, paths: &BTreeSet<&str>) -> Result<BTreeMap<Key, Object
         {
             continue;
         }
-        for value in yaml::parse(text).map_err(|e| format!("{path}: {e}"))? {
+        for value in yaml::parse_fast(text).map_err(|e| format!("{path}: {e}"))? {
             let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
             let key = (
                 text(&value["kind"]),

@@ -404,7 +404,19 @@ pub fn write_then(
 ) -> Result<Written, WriteError> {
     recover(out)?;
     let existing = read_existing(out)?;
-    if existing.as_ref() == Some(files) {
+    write_over(out, files, existing.as_ref(), after_swap)
+}
+
+/// `write_then` for a caller that has already run `recover` and read the
+/// output with `read_existing` (compile does, to check that the change is
+/// safe, while it holds the folder locks): the output is not read twice.
+pub fn write_over(
+    out: &Path,
+    files: &Files,
+    existing: Option<&Files>,
+    after_swap: impl FnOnce() -> Result<(), WriteError>,
+) -> Result<Written, WriteError> {
+    if existing == Some(files) {
         after_swap()?;
         return Ok(Written::Unchanged);
     }
@@ -412,7 +424,7 @@ pub fn write_then(
     if let Some(parent) = new.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
-    let reuse = existing.as_ref().map(|e| (out, e));
+    let reuse = existing.map(|e| (out, e));
     let result = write_tree(&new, files, reuse);
     if let Err(e) = result {
         let _ = remove_tree(&new);

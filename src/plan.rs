@@ -164,18 +164,18 @@ fn instances(
     files: &Files,
     parse: impl Fn(&str) -> bool,
 ) -> Result<BTreeMap<String, Instance>, String> {
+    // (path, folder)
+    let selected: Vec<(&str, &str)> = files
+        .keys()
+        .filter_map(|path| {
+            let rest = path.strip_prefix("manifests/")?;
+            let (folder, file) = rest.split_once('/')?;
+            (file != "kustomization.yaml" && parse(path)).then_some((path.as_str(), folder))
+        })
+        .collect();
+    let parsed = parse_all(files, &selected)?;
     let mut out: BTreeMap<String, Instance> = BTreeMap::new();
-    for (path, text) in files {
-        let Some(rest) = path.strip_prefix("manifests/") else {
-            continue;
-        };
-        let Some((folder, file)) = rest.split_once('/') else {
-            continue;
-        };
-        if file == "kustomization.yaml" || !parse(path) {
-            continue;
-        }
-        let docs = yaml::parse(text).map_err(|e| format!("{path}: {e}"))?;
+    for (&(_, folder), docs) in selected.iter().zip(parsed) {
         for doc in docs {
             let kind = doc["kind"].as_str().unwrap_or_default().to_string();
             let component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
@@ -204,6 +204,33 @@ fn instances(
         }
     }
     Ok(out)
+}
+
+/// The documents of each selected file (by path), parsed on all cores: a
+/// change that touches every instance, such as an upgrade, has thousands of
+/// files. The first file in order that does not parse is the error.
+fn parse_all(files: &Files, selected: &[(&str, &str)]) -> Result<Vec<Vec<Value>>, String> {
+    let per_thread = selected.len().div_ceil(crate::threads()).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = selected
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(path, _)| {
+                            yaml::parse_fast(&files[*path]).map_err(|e| format!("{path}: {e}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(selected.len());
+        for handle in handles {
+            out.extend(handle.join().expect("a parser thread panicked")?);
+        }
+        Ok(out)
+    })
 }
 
 /// What the plan needs of an instance whose files are the same in both
@@ -264,7 +291,7 @@ fn config_maps(files: &Files) -> BTreeMap<String, BTreeMap<String, String>> {
         if !path.contains("/configmap-") {
             continue;
         }
-        for doc in yaml::parse(text).unwrap_or_default() {
+        for doc in yaml::parse_fast(text).unwrap_or_default() {
             let name = doc["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
@@ -322,44 +349,68 @@ pub fn differing_paths<'f>(a: &'f Files, b: &'f Files) -> BTreeSet<&'f str> {
 
 /// Computes the plan from `base` (none: the cluster is created) to `new`.
 pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Result<Plan, String> {
+    plan_in_batches(base, new, acknowledged, BATCH_FILES)
+}
+
+/// `plan`, parsing `batch` instance files at a time.
+fn plan_in_batches(
+    base: Option<&Files>,
+    new: &Files,
+    acknowledged: &[String],
+    batch: usize,
+) -> Result<Plan, String> {
     let empty = Files::new();
     let base_files = base.unwrap_or(&empty);
     // A file with the same bytes on both sides holds the same objects: only
     // the others are parsed.
     let differing = differing_paths(base_files, new);
     let same = |path: &str| !differing.contains(path);
-    let (old, now) = (
-        instances(base_files, |p| !same(p))?,
-        instances(new, |p| !same(p))?,
-    );
     let steady = steady_instances(new, same);
     let (old_maps, new_maps) = (config_maps(base_files), config_maps(new));
 
+    // The instances in differing files, a batch at a time: each batch is
+    // parsed, compared and reduced to what the plan keeps (changes, store
+    // labels, unsafe findings) before the next, so an upgrade of thousands
+    // of instances never holds them all parsed. An instance's objects share
+    // one file, named after it on both sides: batches are cut by file name.
+    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for path in &differing {
+        by_name
+            .entry(path.rsplit('/').next().unwrap_or(path))
+            .or_default()
+            .push(path);
+    }
+    let names: Vec<&Vec<&str>> = by_name.values().collect();
     let mut by_folder: BTreeMap<String, Vec<InstanceChange>> = BTreeMap::new();
     let mut changed: BTreeSet<String> = BTreeSet::new();
-    let ids: BTreeSet<&String> = old.keys().chain(now.keys()).collect();
-    for id in ids {
-        let (before, after) = (old.get(id), now.get(id));
-        let change = match (
-            before.and_then(|i| i.workload.as_ref()),
-            after.and_then(|i| i.workload.as_ref()),
-        ) {
-            (None, None) => None,
-            (None, Some(_)) => Some(Change::Created),
-            (Some(_), None) => Some(Change::Removed),
-            (Some(b), Some(a)) => compare(b, a, &old_maps, &new_maps),
-        };
-        let change = change.or_else(|| {
-            // The workload is the same; did its volumes change?
-            let (b, a) = (before?, after?);
-            (b.others != a.others).then(|| Change::Updated {
-                reasons: vec!["volume or claim changed".into()],
-            })
-        });
-        let instance = after.or(before).expect("one side has it");
-        if let Some(change) = change {
-            changed.insert(id.clone());
-            {
+    let mut components: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen = Seen::default();
+    for batch in names.chunks(batch) {
+        let paths: BTreeSet<&str> = batch.iter().flat_map(|p| p.iter().copied()).collect();
+        let in_batch = |path: &str| paths.contains(path);
+        let (old, now) = (instances(base_files, in_batch)?, instances(new, in_batch)?);
+        let ids: BTreeSet<&String> = old.keys().chain(now.keys()).collect();
+        for id in ids {
+            let (before, after) = (old.get(id), now.get(id));
+            let change = match (
+                before.and_then(|i| i.workload.as_ref()),
+                after.and_then(|i| i.workload.as_ref()),
+            ) {
+                (None, None) => None,
+                (None, Some(_)) => Some(Change::Created),
+                (Some(_), None) => Some(Change::Removed),
+                (Some(b), Some(a)) => compare(b, a, &old_maps, &new_maps),
+            };
+            let change = change.or_else(|| {
+                // The workload is the same; did its volumes change?
+                let (b, a) = (before?, after?);
+                (b.others != a.others).then(|| Change::Updated {
+                    reasons: vec!["volume or claim changed".into()],
+                })
+            });
+            let instance = after.or(before).expect("one side has it");
+            if let Some(change) = change {
+                changed.insert(id.clone());
                 let folder = if after.is_some_and(|a| a.workload.is_some()) {
                     &after.unwrap().folder
                 } else {
@@ -375,19 +426,21 @@ pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Resul
                     });
             }
         }
+        for (id, i) in old.iter().chain(now.iter()) {
+            if !i.component.is_empty() {
+                components.insert(id.clone(), i.component.clone());
+            }
+        }
+        seen.add(&old, &now);
     }
     // Every instance without a change, whether its files changed or not.
-    let mut components: BTreeMap<&String, &String> = BTreeMap::new();
     for (id, s) in &steady {
-        components.insert(id, &s.component);
-    }
-    for (id, i) in old.iter().chain(now.iter()) {
-        if !i.component.is_empty() {
-            components.insert(id, &i.component);
-        }
+        components
+            .entry(id.clone())
+            .or_insert_with(|| s.component.clone());
     }
     let mut unchanged: BTreeMap<String, usize> = BTreeMap::new();
-    for (id, component) in components {
+    for (id, component) in &components {
         if !changed.contains(id) {
             *unchanged.entry(component.clone()).or_default() += 1;
         }
@@ -426,7 +479,7 @@ pub fn plan(base: Option<&Files>, new: &Files, acknowledged: &[String]) -> Resul
             }
         })
         .collect();
-    let unsafe_reasons = safety(&old, &now, &steady, &waves, new);
+    let unsafe_reasons = safety(&seen, &steady, &waves, new);
     let warnings = warnings(&waves, new);
     let hash = change_hash(&waves, &unsafe_reasons);
     let summary = summary(&waves, &unchanged);
@@ -469,7 +522,7 @@ fn backup_steps(files: &Files) -> Result<BTreeMap<String, (String, Value)>, Stri
         if !backup_folder || file == "kustomization.yaml" {
             continue;
         }
-        for doc in yaml::parse(text).map_err(|e| format!("{path}: {e}"))? {
+        for doc in yaml::parse_fast(text).map_err(|e| format!("{path}: {e}"))? {
             let labels = &doc["metadata"]["labels"];
             let step = labels["app.kubernetes.io/component"]
                 .as_str()
@@ -618,7 +671,7 @@ fn pd_replication(files: &Files, key: &str) -> Option<toml::Value> {
     let text = files.iter().find_map(|(path, text)| {
         (path.contains("/configmap-") && text.contains("pd.toml")).then_some(text)
     })?;
-    let doc = yaml::parse(text).ok()?.into_iter().next()?;
+    let doc = yaml::parse_fast(text).ok()?.into_iter().next()?;
     let table: toml::Table = doc["data"]["pd.toml"].as_str()?.parse().ok()?;
     table.get("replication")?.get(key).cloned()
 }
@@ -644,10 +697,101 @@ fn version(image: &str) -> Option<(u64, u64, u64)> {
     Some((parts.next()??, parts.next()??, parts.next()??))
 }
 
+/// What the safety rules need of the instances whose files differ,
+/// gathered batch by batch (see `plan`).
+#[derive(Default)]
+struct Seen {
+    /// The store labels of every running TiKV in the new output.
+    labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// Unsafe changes of one instance: (rule, instance).
+    findings: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn add(&mut self, old: &BTreeMap<String, Instance>, now: &BTreeMap<String, Instance>) {
+        for (id, i) in now.iter().filter(|(_, i)| i.component == "tikv") {
+            if let Some(w) = &i.workload {
+                self.labels.insert(id.clone(), store_labels(w));
+            }
+        }
+        let mut group = |reason: String, id: &str| self.findings.push((reason, id.to_string()));
+        // Fields the API server refuses to change, and volumes that would
+        // move.
+        for (id, before) in old {
+            let Some(after) = now.get(id) else { continue };
+            if let (Some(b), Some(a)) = (&before.workload, &after.workload) {
+                for field in [
+                    "selector",
+                    "serviceName",
+                    "podManagementPolicy",
+                    "volumeClaimTemplates",
+                ] {
+                    if b["spec"][field] != a["spec"][field] {
+                        group(
+                            format!(
+                                "a change of StatefulSet spec.{field}, which the API server refuses (the StatefulSet would have to be deleted and created again)"
+                            ),
+                            id,
+                        );
+                    }
+                }
+            }
+            for b in &before.others {
+                let Some(a) = after.others.iter().find(|a| {
+                    a["kind"] == b["kind"] && a["metadata"]["name"] == b["metadata"]["name"]
+                }) else {
+                    continue;
+                };
+                match b["kind"].as_str() {
+                    Some("PersistentVolume")
+                        if b["spec"]["local"] != a["spec"]["local"]
+                            || b["spec"]["nodeAffinity"] != a["spec"]["nodeAffinity"] =>
+                    {
+                        group(
+                        "a PersistentVolume moved to another node or directory; an instance's data cannot move (place a new instance instead)".to_string(),
+                        id,
+                    );
+                    }
+                    Some("PersistentVolumeClaim") => {
+                        for field in [
+                            "storageClassName",
+                            "volumeName",
+                            "accessModes",
+                            "volumeMode",
+                        ] {
+                            if b["spec"][field] != a["spec"][field] {
+                                group(
+                                    format!(
+                                        "a change of claim spec.{field}, which the API server refuses"
+                                    ),
+                                    id,
+                                );
+                            }
+                        }
+                        if b["spec"]["resources"] != a["spec"]["resources"] {
+                            group(
+                                format!(
+                                    "a claim's storage request changed from {} to {}; the API server refuses to resize a bound local claim (keep `storage` as it was, or replace the instances)",
+                                    b["spec"]["resources"]["requests"]["storage"],
+                                    a["spec"]["resources"]["requests"]["storage"]
+                                ),
+                                id,
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// How many instance files `plan` parses at a time.
+const BATCH_FILES: usize = 512;
+
 /// The rules of DESIGN §5 that a change must keep, checked on the outputs.
 fn safety(
-    old: &BTreeMap<String, Instance>,
-    now: &BTreeMap<String, Instance>,
+    seen: &Seen,
     steady: &BTreeMap<String, Steady>,
     waves: &[Wave],
     new: &Files,
@@ -721,10 +865,10 @@ fn safety(
             .collect();
         let domains: BTreeSet<String> = tikv
             .iter()
-            .filter_map(|c| now.get(&c.instance)?.workload.as_ref())
-            .map(|wl| match &level {
-                Some(level) => store_labels(wl).get(level).cloned().unwrap_or_default(),
-                None => store_labels(wl).get("host").cloned().unwrap_or_default(),
+            .filter_map(|c| seen.labels.get(&c.instance))
+            .map(|labels| {
+                let key = level.as_deref().unwrap_or("host");
+                labels.get(key).cloned().unwrap_or_default()
             })
             .collect();
         let limit_exceeded = match &level {
@@ -748,10 +892,8 @@ fn safety(
             .filter(|(_, s)| s.component == "tikv")
             .filter_map(|(id, s)| Some((id, s.labels.clone()?)))
             .collect();
-        for (id, i) in now.iter().filter(|(_, i)| i.component == "tikv") {
-            if let Some(w) = &i.workload {
-                labels.insert(id, store_labels(w));
-            }
+        for (id, l) in &seen.labels {
+            labels.insert(id, l.clone());
         }
         let domains: BTreeSet<String> = labels
             .values()
@@ -764,74 +906,8 @@ fn safety(
             ));
         }
     }
-    // Fields the API server refuses to change, and volumes that would move.
-    for (id, before) in old {
-        let Some(after) = now.get(id) else { continue };
-        if let (Some(b), Some(a)) = (&before.workload, &after.workload) {
-            for field in [
-                "selector",
-                "serviceName",
-                "podManagementPolicy",
-                "volumeClaimTemplates",
-            ] {
-                if b["spec"][field] != a["spec"][field] {
-                    group(
-                        format!(
-                            "a change of StatefulSet spec.{field}, which the API server refuses (the StatefulSet would have to be deleted and created again)"
-                        ),
-                        id,
-                    );
-                }
-            }
-        }
-        for b in &before.others {
-            let Some(a) = after
-                .others
-                .iter()
-                .find(|a| a["kind"] == b["kind"] && a["metadata"]["name"] == b["metadata"]["name"])
-            else {
-                continue;
-            };
-            match b["kind"].as_str() {
-                Some("PersistentVolume")
-                    if b["spec"]["local"] != a["spec"]["local"]
-                        || b["spec"]["nodeAffinity"] != a["spec"]["nodeAffinity"] =>
-                {
-                    group(
-                        "a PersistentVolume moved to another node or directory; an instance's data cannot move (place a new instance instead)".to_string(),
-                        id,
-                    );
-                }
-                Some("PersistentVolumeClaim") => {
-                    for field in [
-                        "storageClassName",
-                        "volumeName",
-                        "accessModes",
-                        "volumeMode",
-                    ] {
-                        if b["spec"][field] != a["spec"][field] {
-                            group(
-                                format!(
-                                    "a change of claim spec.{field}, which the API server refuses"
-                                ),
-                                id,
-                            );
-                        }
-                    }
-                    if b["spec"]["resources"] != a["spec"]["resources"] {
-                        group(
-                            format!(
-                                "a claim's storage request changed from {} to {}; the API server refuses to resize a bound local claim (keep `storage` as it was, or replace the instances)",
-                                b["spec"]["resources"]["requests"]["storage"],
-                                a["spec"]["resources"]["requests"]["storage"]
-                            ),
-                            id,
-                        );
-                    }
-                }
-                _ => {}
-            }
-        }
+    for (reason, id) in &seen.findings {
+        group(reason.clone(), id);
     }
     for (reason, mut ids) in grouped {
         ids.sort_by_key(|id| natural(id));
@@ -902,7 +978,7 @@ fn settings_job(files: &Files) -> Result<Option<(String, Vec<String>)>, String> 
             continue;
         }
         let folder = rest.split('/').next().unwrap_or_default().to_string();
-        if let Some(doc) = yaml::parse(text)
+        if let Some(doc) = yaml::parse_fast(text)
             .map_err(|e| format!("{path}: {e}"))?
             .into_iter()
             .next()
@@ -1465,4 +1541,57 @@ fn markdown_diagram(plan: &Plan, out: &mut String) {
 /// The JSON Schema of `plan --format json`.
 pub fn schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Plan)).expect("a schema serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::{Options, compile};
+    use crate::generate::{Shape, generate};
+    use crate::load::Texts;
+
+    fn files(cluster: &str, inventory: &str, lock: Option<&str>) -> (Files, String) {
+        let c = compile(
+            Texts {
+                cluster,
+                inventory,
+                lock,
+            },
+            &Options::default(),
+        )
+        .expect("compiles");
+        (c.files, c.lock.render())
+    }
+
+    /// Batches change how much is parsed at once, never the plan: an
+    /// upgrade with an unsafe claim change and a scale-out, planned one
+    /// file at a time and all at once.
+    #[test]
+    fn batches_do_not_change_the_plan() {
+        let g = generate(&Shape::new(12));
+        let (base, lock) = files(&g.cluster_toml, &g.inventory_toml, None);
+        let changed = g
+            .cluster_toml
+            .replace("version = \"v8.5.1\"", "version = \"v8.5.2\"");
+        assert_ne!(changed, g.cluster_toml, "the generator's version moved");
+        let (mut new, _) = files(&changed, &g.inventory_toml, Some(&lock));
+        // A volume of one instance moved to another directory: refused,
+        // whatever the batch.
+        let file = new
+            .keys()
+            .find(|p| p.ends_with("/tikv-3.yaml"))
+            .cloned()
+            .expect("tikv-3's file");
+        let text = new[&file].replacen("path: /mnt/", "path: /mnt/moved-", 1);
+        assert_ne!(text, new[&file]);
+        new.insert(file, text);
+        let whole = plan_in_batches(Some(&base), &new, &[], 100_000).expect("plan");
+        assert!(whole.refused(), "{whole:?}");
+        for batch in [1, 2, 7] {
+            assert_eq!(
+                plan_in_batches(Some(&base), &new, &[], batch),
+                Ok(whole.clone())
+            );
+        }
+    }
 }

@@ -155,13 +155,14 @@ pub fn compile(
     }
 
     // The change from what is there now must be safe, or acknowledged.
+    let safety_start = std::time::Instant::now();
     let existing = match output::read_existing(out) {
         Ok(existing) => existing,
         Err(e) => return write_failed(&e),
     };
-    if let Some(existing) = existing {
+    if let Some(existing) = &existing {
         match crate::plan::plan(
-            Some(&existing),
+            Some(existing),
             &compiled.files,
             &acknowledged_changes(&folder),
         ) {
@@ -184,6 +185,7 @@ pub fn compile(
         }
     }
 
+    let safety_time = safety_start.elapsed();
     let start = std::time::Instant::now();
     // The new lock is staged (written and synced under another name) before
     // the output is swapped, and renamed into place after: a kill leaves the
@@ -206,7 +208,7 @@ pub fn compile(
             None => Ok(()),
         }
     };
-    let written = match output::write_then(out, &compiled.files, finish) {
+    let written = match output::write_over(out, &compiled.files, existing.as_ref(), finish) {
         Ok(w) => w,
         Err(e) => {
             // A lock staged by this run is removed if the output was not
@@ -243,11 +245,12 @@ pub fn compile(
         let t = compiled.timings;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         eprintln!(
-            "timings: parse+validate {:.1} ms, place {:.1} ms, objects {:.1} ms, render {:.1} ms, write {:.1} ms",
+            "timings: parse+validate {:.1} ms, place {:.1} ms, objects {:.1} ms, render {:.1} ms, read+plan {:.1} ms, write {:.1} ms",
             ms(t.load),
             ms(t.place),
             ms(t.objects),
             ms(t.render),
+            ms(safety_time),
             ms(write_time)
         );
     }
