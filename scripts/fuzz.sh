@@ -12,8 +12,8 @@
 # Per target: libFuzzer starts from fuzz/corpus/TARGET and writes new
 # inputs there; a crash stops the run with the reproducer in
 # fuzz/artifacts/TARGET (fix it, then copy it into the corpus so the replay
-# test keeps it). Afterwards `cargo fuzz cmin` (set-cover merge) shrinks the
-# corpus, and at most MAX_CORPUS files are kept (reproducers and seeds
+# test keeps it). Afterwards a set-cover merge (`cargo fuzz cmin`) shrinks
+# the corpus, and at most MAX_CORPUS files are kept (reproducers and seeds
 # first, then the smallest). The last lines of each run's log, with the
 # executions and exec/s, are copied to fuzz/logs/TARGET.txt (not committed);
 # docs/fuzzing.md records them.
@@ -42,18 +42,22 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+# Build every target once, then run the binaries themselves: `cargo fuzz
+# run` would rebuild whenever a source file changed in the meantime.
 cargo +nightly fuzz build
+triple="$(rustc +nightly -vV | sed -n 's/^host: //p')"
 mkdir -p logs
 status=0
 for target in "${targets[@]}"; do
+    bin="target/$triple/release/$target"
     corpus="corpus/$target"
-    mkdir -p "$corpus"
+    mkdir -p "$corpus" "artifacts/$target"
     log="logs/$target.txt"
     echo "== $target: ${seconds}s" >&2
     set +e
-    cargo +nightly fuzz run "$target" "$corpus" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -max_len="$MAX_LEN" -print_final_stats=1 \
+        -artifact_prefix="artifacts/$target/" "$corpus" \
         >"logs/$target.full.txt" 2>&1
     code=$?
     set -e
@@ -64,14 +68,21 @@ for target in "${targets[@]}"; do
         status=1
         continue
     fi
-    cargo +nightly fuzz cmin "$target" "$corpus" -- -set_cover_merge=1 \
-        >"logs/$target.cmin.txt" 2>&1
+    # What `cargo fuzz cmin` does (a libFuzzer merge into an empty folder),
+    # with a set-cover merge for a smaller corpus, on the built binary.
+    minimized="$(mktemp -d)"
+    "$bin" -merge=1 -set_cover_merge=1 -timeout=10 -rss_limit_mb=2048 \
+        "$minimized" "$corpus" >"logs/$target.cmin.txt" 2>&1
+    # Reproducers and seeds stay whatever their coverage.
+    find "$corpus" -type f \( -name 'crash-*' -o -name 'seed-*' \) -exec cp -t "$minimized" {} +
+    rm -rf "$corpus"
+    mv "$minimized" "$corpus"
     count=$(find "$corpus" -type f | wc -l)
     if [ "$count" -gt "$MAX_CORPUS" ]; then
         # Keep reproducers and seeds, then the smallest files.
+        keep=$((MAX_CORPUS - $(find "$corpus" -type f \( -name 'crash-*' -o -name 'seed-*' \) | wc -l)))
         find "$corpus" -type f ! -name 'crash-*' ! -name 'seed-*' -printf '%s %p\n' |
-            sort -n | awk '{print $2}' |
-            tail -n +"$((MAX_CORPUS - $(find "$corpus" -type f \( -name 'crash-*' -o -name 'seed-*' \) | wc -l) + 1))" |
+            sort -n | awk '{print $2}' | tail -n +"$((keep > 0 ? keep + 1 : 1))" |
             xargs -r rm --
     fi
     echo "files after minimizing: $(find "$corpus" -type f | wc -l)" >>"$log"

@@ -333,8 +333,15 @@ pub fn summary(diagnostics: &[Diagnostic]) -> String {
 /// The known name nearest to `unknown`, when it is close enough to be a typo.
 pub fn nearest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let unknown_lower = unknown.to_ascii_lowercase();
+    let unknown_chars = unknown.chars().count();
+    let allowed = |k: &str| (k.len().max(unknown.len()) / 3).max(1);
     known
         .into_iter()
+        // The difference in length is a lower bound of the distance: a name
+        // far longer or shorter is no typo, and is not compared (the
+        // comparison takes time and memory in the product of the lengths,
+        // and an unknown key can be megabytes long).
+        .filter(|k| k.chars().count().abs_diff(unknown_chars) <= allowed(k))
         .map(|k| {
             (
                 strsim::damerau_levenshtein(&unknown_lower, &k.to_ascii_lowercase()),
@@ -343,7 +350,7 @@ pub fn nearest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> O
         })
         .filter(|(distance, k)| {
             // Allow about one edit per three characters, and never zero-length matches.
-            *distance <= (k.len().max(unknown.len()) / 3).max(1) && !k.is_empty()
+            *distance <= allowed(k) && !k.is_empty()
         })
         .min()
         .map(|(_, k)| k)

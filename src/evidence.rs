@@ -111,6 +111,15 @@ pub fn read(name: &str, text: &str) -> Result<File, String> {
                     "stores[{i}] lacks store.id, store.address or store.state_name"
                 )));
             };
+            // A host name (at most 253 bytes), `:` and a port; anything
+            // longer is no address PD printed.
+            if address.len() > 260 || state.len() > 64 {
+                return Err(shape(&format!(
+                    "stores[{i}] has a store.address of {} bytes or a store.state_name of {} bytes, longer than PD writes them",
+                    address.len(),
+                    state.len()
+                )));
+            }
             out.push((id, address.to_string(), state.to_string()));
         }
         return Ok(File::Stores(out));
