@@ -864,7 +864,17 @@ mod tests {
 
     #[test]
     fn a_plain_shape_compiles() {
+        let component = |replicas| Component {
+            replicas,
+            storage: 0,
+            media: None,
+            requests: None,
+            limits: None,
+            toleration: None,
+        };
         let shape = Shape {
+            mischief: 1,
+            media: false,
             name: 0,
             namespace: None,
             version: 0,
@@ -872,24 +882,10 @@ mod tests {
             labels: 0,
             isolation: 0,
             max_replicas: Some(0),
-            pd: Component {
-                replicas: 1,
-                storage: 0,
-                media: None,
-                requests: None,
-                limits: None,
-                toleration: None,
-            },
-            tikv: Component {
-                replicas: 1,
-                storage: 0,
-                media: None,
-                requests: None,
-                limits: None,
-                toleration: None,
-            },
+            pd: component(0),
+            tikv: component(1),
             tikv_max_per_node: None,
-            tidb_replicas: 1,
+            tidb_replicas: 0,
             tidb_service: None,
             root_password_secret: false,
             config: Vec::new(),
@@ -898,23 +894,17 @@ mod tests {
             gitops: None,
             zones: 0,
             racks: 0,
-            nodes: vec![Node {
-                state: 0,
-                allocatable: None,
-                dirs: vec![
-                    Dir {
-                        capacity: 2,
-                        media: None,
-                        require_mount: None,
-                    };
-                    2
-                ],
-            }],
+            node_count: 0,
+            dirs_per_node: 1,
+            nodes: Vec::new(),
             changes: Vec::new(),
             evidence: Vec::new(),
         };
         let cluster = shape.cluster_toml();
-        let inventory = shape.inventory_toml(&[shape.nodes.first().cloned()]);
+        let nodes: Vec<Option<Node>> = shape.nodes().into_iter().map(Some).collect();
+        let inventory = shape.inventory_toml(&nodes);
+        assert!(cluster.contains("[pd]\nreplicas = 1\n"), "{cluster}");
+        assert!(inventory.contains("name = \"n00\""), "{inventory}");
         let texts = Texts {
             cluster: &cluster,
             inventory: &inventory,
@@ -923,5 +913,15 @@ mod tests {
         let compiled = compile_checked(texts, &Options::default())
             .unwrap_or_else(|| panic!("{cluster}\n{inventory}"));
         check_idempotent(texts, &compiled, &Options::default());
+    }
+
+    #[test]
+    fn mischief_alone_picks_invalid_values() {
+        let mut shape = Shape::arbitrary(&mut Unstructured::new(&[0; 64])).unwrap();
+        shape.mischief = 1;
+        shape.pd.replicas = 6;
+        assert!(shape.cluster_toml().contains("[pd]\nreplicas = 1\n"));
+        shape.mischief = 0;
+        assert!(shape.cluster_toml().contains("[pd]\nreplicas = 0\n"));
     }
 }
