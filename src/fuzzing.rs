@@ -34,9 +34,12 @@ pub const CLUSTER: &str = include_str!("../examples/minimal/cluster.toml");
 pub const INVENTORY: &str = include_str!("../examples/minimal/inventory.toml");
 pub const LOCK: &str = include_str!("../examples/minimal/placement.lock");
 
+/// A fuzz target: the bytes the fuzzer made; panics on a broken invariant.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and the corpus
 /// folders `fuzz/corpus/<name>/` call them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("cluster_toml", cluster_toml),
     ("inventory_toml", inventory_toml),
     ("placement_lock", placement_lock),
@@ -413,7 +416,7 @@ const INVALID_CONFIG: &[&str] = &[
 impl Shape {
     /// Inputs may be invalid only for one shape in four.
     fn mischief(&self) -> bool {
-        self.mischief % 4 == 0
+        self.mischief.is_multiple_of(4)
     }
 
     /// A choice among `choices`, whose last `invalid` are taken only when
@@ -721,7 +724,7 @@ fn backup_toml(out: &mut String, b: &Backup, mischief: bool) {
     if b.credentials % 3 == 1 {
         out.push_str("service_account = \"tidb-backup\"\n");
     }
-    let secret = if b.credentials % 3 == 0 || (b.credentials % 3 == 2 && !mischief) {
+    let secret = if b.credentials.is_multiple_of(3) || (b.credentials % 3 == 2 && !mischief) {
         "secret = \"backup-credentials\"\n"
     } else {
         ""

@@ -59,17 +59,21 @@ pub fn load(texts: Texts<'_>) -> (Option<Loaded>, Vec<Diagnostic>) {
 /// are not UTF-8 (pointed at the first bad one) or a leading byte order
 /// mark. On failure the diagnostic comes with the text to show it in, bad
 /// bytes replaced by U+FFFD, so the renderer can print the line.
-pub fn decode(kind: FileKind, name: &str, bytes: Vec<u8>) -> Result<String, (Diagnostic, String)> {
+pub fn decode(
+    kind: FileKind,
+    name: &str,
+    bytes: Vec<u8>,
+) -> Result<String, Box<(Diagnostic, String)>> {
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
-        Err(e) => return Err(not_utf8(kind, name, e.as_bytes())),
+        Err(e) => return Err(Box::new(not_utf8(kind, name, e.as_bytes()))),
     };
     if text.starts_with('\u{feff}') {
         let d = Diagnostic::error(format!("{name} starts with a byte order mark (U+FEFF)"))
             .at(kind, 0..3)
             .label("byte order mark")
             .hint("save the file as UTF-8 without a byte order mark (\"UTF-8\", not \"UTF-8 with BOM\")");
-        return Err((d, text));
+        return Err(Box::new((d, text)));
     }
     Ok(text)
 }

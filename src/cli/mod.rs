@@ -291,7 +291,8 @@ pub(super) fn read_folder(dir: &Path) -> Result<Folder, (Vec<Diagnostic>, Source
                     sources.add(kind, name, text);
                     true
                 }
-                Err((diagnostic, shown)) => {
+                Err(failed) => {
+                    let (diagnostic, shown) = *failed;
                     // The text with bad bytes replaced, to show the line.
                     sources.add(kind, name, shown);
                     diagnostics.push(diagnostic);
