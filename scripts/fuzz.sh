@@ -9,13 +9,17 @@
 # test (tests/fuzz_corpus.rs). Installs cargo-fuzz when it is missing and
 # needs the nightly toolchain (`rustup toolchain install nightly`).
 #
-# Per target: libFuzzer starts from fuzz/corpus/TARGET and writes new
-# inputs there; a crash stops the run with the reproducer in
-# fuzz/artifacts/TARGET (fix it, then copy it into the corpus so the replay
-# test keeps it). Afterwards a set-cover merge (`cargo fuzz cmin`) shrinks
-# the corpus, and at most MAX_CORPUS files are kept (reproducers and seeds
-# first, then the smallest). The last lines of each run's log, with the
-# executions and exec/s, are copied to fuzz/logs/TARGET.txt (not committed);
+# Per target: libFuzzer starts from the working corpus fuzz/work/TARGET
+# (kept between runs, not committed) and the committed fuzz/corpus/TARGET,
+# and writes new inputs to the working corpus; a crash stops the run with
+# the reproducer in fuzz/artifacts/TARGET (fix it, then copy it into the
+# corpus as crash-NAME so the replay test keeps it). Afterwards a set-cover
+# merge (`cargo fuzz cmin`) shrinks the working corpus, and the committed
+# corpus becomes its seeds and crash reproducers plus a sample of the
+# working corpus spread over its sizes, MAX_CORPUS files in all (half as
+# many for the pipeline target, whose inputs are slow to replay). The
+# summary of each run (executions, exec/s, corpus sizes) is in
+# fuzz/logs/TARGET.txt, the whole log next to it (not committed);
 # docs/fuzzing.md records them.
 
 set -euo pipefail
@@ -51,18 +55,20 @@ status=0
 for target in "${targets[@]}"; do
     bin="target/$triple/release/$target"
     corpus="corpus/$target"
-    mkdir -p "$corpus" "artifacts/$target"
+    work="work/$target"
+    mkdir -p "$corpus" "$work" "artifacts/$target"
     log="logs/$target.txt"
     echo "== $target: ${seconds}s" >&2
     set +e
+    # New inputs go to the first folder, the working corpus (not committed).
     "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -max_len="$MAX_LEN" -print_final_stats=1 \
-        -artifact_prefix="artifacts/$target/" "$corpus" \
+        -artifact_prefix="artifacts/$target/" "$work" "$corpus" \
         >"logs/$target.full.txt" 2>&1
     code=$?
     set -e
     grep -E '^(stat::|Done |#[0-9]+ *DONE)|ERROR|panicked|SUMMARY' "logs/$target.full.txt" >"$log" || true
-    echo "files before minimizing: $(find "$corpus" -type f | wc -l)" >>"$log"
+    echo "working corpus before minimizing: $(find "$work" -type f | wc -l) files" >>"$log"
     if [ "$code" -ne 0 ]; then
         echo "fuzz.sh: $target failed (exit $code); see fuzz/logs/$target.full.txt and fuzz/artifacts/$target" >&2
         status=1
@@ -72,20 +78,28 @@ for target in "${targets[@]}"; do
     # with a set-cover merge for a smaller corpus, on the built binary.
     minimized="$(mktemp -d)"
     "$bin" -merge=1 -set_cover_merge=1 -timeout=10 -rss_limit_mb=2048 \
-        "$minimized" "$corpus" >"logs/$target.cmin.txt" 2>&1
-    # Reproducers and seeds stay whatever their coverage.
-    find "$corpus" -type f \( -name 'crash-*' -o -name 'seed-*' \) -exec cp -t "$minimized" {} +
-    rm -rf "$corpus"
-    mv "$minimized" "$corpus"
-    count=$(find "$corpus" -type f | wc -l)
-    if [ "$count" -gt "$MAX_CORPUS" ]; then
-        # Keep reproducers and seeds, then the smallest files.
-        keep=$((MAX_CORPUS - $(find "$corpus" -type f \( -name 'crash-*' -o -name 'seed-*' \) | wc -l)))
-        find "$corpus" -type f ! -name 'crash-*' ! -name 'seed-*' -printf '%s %p\n' |
-            sort -n | awk '{print $2}' | tail -n +"$((keep > 0 ? keep + 1 : 1))" |
-            xargs -r rm --
+        "$minimized" "$work" "$corpus" >"logs/$target.cmin.txt" 2>&1
+    rm -rf "$work"
+    mv "$minimized" "$work"
+    echo "working corpus after minimizing: $(find "$work" -type f | wc -l) files" >>"$log"
+    # The committed corpus: seeds and crash reproducers, and a sample of
+    # the minimized corpus evenly spread over its sizes, MAX_CORPUS in all.
+    find "$corpus" -type f ! -name 'crash-*' ! -name 'seed-*' -delete
+    # A pipeline input compiles a cluster several times: fewer of them keep
+    # the replay test at a few seconds in a debug build.
+    cap="$MAX_CORPUS"
+    [ "$target" != pipeline ] || cap=$((MAX_CORPUS / 2))
+    room=$((cap - $(find "$corpus" -type f | wc -l)))
+    if [ "$room" -gt 0 ]; then
+        find "$work" -type f -printf '%s %p\n' | sort -n | awk '{print $2}' >"$log.files"
+        total=$(wc -l <"$log.files")
+        awk -v total="$total" -v room="$room" \
+            'BEGIN { step = total / room; if (step < 1) step = 1; next_pick = 0 }
+             NR - 1 >= next_pick && picked < room { print; picked++; next_pick += step }' \
+            "$log.files" | xargs -r cp -t "$corpus"
+        rm -f "$log.files"
     fi
-    echo "files after minimizing: $(find "$corpus" -type f | wc -l)" >>"$log"
+    echo "committed corpus: $(find "$corpus" -type f | wc -l) files" >>"$log"
     cat "$log" >&2
 done
 exit "$status"
