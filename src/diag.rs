@@ -179,7 +179,12 @@ fn render_one(d: &Diagnostic, sources: &Sources, renderer: &Renderer) -> String 
         Severity::Error => Level::ERROR,
         Severity::Warning => Level::WARNING,
     };
-    let title = level.primary_title(d.message.as_str());
+    // A message quotes values from the file, which can be megabytes long.
+    let message = clip_middle(&d.message);
+    let label = d.label.as_deref().map(clip_middle);
+    let notes: Vec<String> = d.notes.iter().map(|n| clip_middle(n)).collect();
+    let hint = d.hint.as_deref().map(clip_middle);
+    let title = level.primary_title(message.as_str());
     let mut group = Group::with_title(title);
     let snippet_text;
     match (d.file, &d.span) {
@@ -190,7 +195,7 @@ fn render_one(d: &Diagnostic, sources: &Sources, renderer: &Renderer) -> String 
             let (excerpt, first_line, local) = excerpt(text, span.clone());
             snippet_text = excerpt;
             let mut annotation = AnnotationKind::Primary.span(local);
-            if let Some(label) = &d.label {
+            if let Some(label) = &label {
                 annotation = annotation.label(label.as_str());
             }
             group = group.element(
@@ -205,13 +210,42 @@ fn render_one(d: &Diagnostic, sources: &Sources, renderer: &Renderer) -> String 
         }
         (None, _) => {}
     }
-    for note in &d.notes {
+    for note in &notes {
         group = group.element(Level::NOTE.message(note.as_str()));
     }
-    if let Some(hint) = &d.hint {
+    if let Some(hint) = &hint {
         group = group.element(Level::HELP.message(hint.as_str()));
     }
     renderer.render(&[group])
+}
+
+/// A message as shown: values quoted in backticks cut to their beginning
+/// and end around `...` when long (values from the files are not bounded),
+/// then the whole text likewise when it is still longer than a few lines.
+fn clip_middle(text: &str) -> String {
+    fn cut(text: &str, head: usize, tail: usize) -> String {
+        let count = text.chars().count();
+        if count <= head + tail + 3 {
+            return text.to_string();
+        }
+        let mut out: String = text.chars().take(head).collect();
+        out.push_str("...");
+        out.extend(text.chars().skip(count - tail));
+        out
+    }
+    let quoted = text
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                cut(part, SHOWN_LINE / 2, SHOWN_LINE / 4)
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`");
+    cut(&quoted, 4 * SHOWN_LINE, SHOWN_LINE)
 }
 
 /// The whole lines around `span`, the number of the first one, and the span
@@ -245,6 +279,44 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     i
 }
 
+/// How many characters of a line a message shows at most; a longer line
+/// is cut around the column it is about.
+pub const SHOWN_LINE: usize = 160;
+
+/// The 1-based line and column (in characters) of a byte offset of `text`,
+/// and that line without its line break.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize, &str) {
+    let offset = floor_char_boundary(text, offset.min(text.len()));
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = text[..line_start].matches('\n').count() + 1;
+    let column = text[line_start..offset].chars().count() + 1;
+    let shown = &text[line_start..line_end];
+    (line, column, shown.strip_suffix('\r').unwrap_or(shown))
+}
+
+/// `line` as a message shows it: whole when short, else at most
+/// [`SHOWN_LINE`] characters around `column` (1-based, in characters) with
+/// `...` where it was cut.
+pub fn clip_line(line: &str, column: usize) -> String {
+    let count = line.chars().count();
+    if count <= SHOWN_LINE {
+        return line.to_string();
+    }
+    let start = column
+        .saturating_sub(1 + SHOWN_LINE / 2)
+        .min(count - SHOWN_LINE);
+    let mut out = String::new();
+    if start > 0 {
+        out.push_str("...");
+    }
+    out.extend(line.chars().skip(start).take(SHOWN_LINE));
+    if start + SHOWN_LINE < count {
+        out.push_str("...");
+    }
+    out
+}
+
 /// A one-line count of errors and warnings, for the end of a failed run.
 pub fn summary(diagnostics: &[Diagnostic]) -> String {
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
@@ -261,8 +333,15 @@ pub fn summary(diagnostics: &[Diagnostic]) -> String {
 /// The known name nearest to `unknown`, when it is close enough to be a typo.
 pub fn nearest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let unknown_lower = unknown.to_ascii_lowercase();
+    let unknown_chars = unknown.chars().count();
+    let allowed = |k: &str| (k.len().max(unknown.len()) / 3).max(1);
     known
         .into_iter()
+        // The difference in length is a lower bound of the distance: a name
+        // far longer or shorter is no typo, and is not compared (the
+        // comparison takes time and memory in the product of the lengths,
+        // and an unknown key can be megabytes long).
+        .filter(|k| k.chars().count().abs_diff(unknown_chars) <= allowed(k))
         .map(|k| {
             (
                 strsim::damerau_levenshtein(&unknown_lower, &k.to_ascii_lowercase()),
@@ -271,7 +350,7 @@ pub fn nearest<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> O
         })
         .filter(|(distance, k)| {
             // Allow about one edit per three characters, and never zero-length matches.
-            *distance <= (k.len().max(unknown.len()) / 3).max(1) && !k.is_empty()
+            *distance <= allowed(k) && !k.is_empty()
         })
         .min()
         .map(|(_, k)| k)

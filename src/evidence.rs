@@ -55,22 +55,46 @@ impl Observed {
     }
 }
 
-/// Reads one evidence file. Errors name the file, the line and column, and
-/// show the line.
-pub fn read(name: &str, text: &str) -> Result<File, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        let line = text.lines().nth(e.line().saturating_sub(1)).unwrap_or("");
+/// Reads one evidence file from its bytes: [`read`], after checking that
+/// they are UTF-8 text (an error names the line and column of the first bad
+/// byte).
+pub fn read_bytes(name: &str, bytes: &[u8]) -> Result<File, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let shown = String::from_utf8_lossy(bytes);
+        let (line, column, text) = crate::diag::line_col(&shown, e.valid_up_to());
+        let byte = bytes[e.valid_up_to()];
         format!(
-            "{name}:{}:{}: {e}\n  | {line}\n  = help: pass the JSON that `pd-ctl store --state Up,Offline,Tombstone`, `pd-ctl member` or `kubectl get jobs -l {LABEL_RECLAIM} -o json` printed, unedited",
-            e.line(),
-            e.column()
+            "{name}:{line}:{column}: not UTF-8 text: invalid byte 0x{byte:02x}\n  | {}\n  = help: save the file as UTF-8; {HELP}",
+            crate::diag::clip_line(text, column)
         )
     })?;
-    let shape = |what: &str| {
+    read(name, text)
+}
+
+const HELP: &str = "pass the JSON that `pd-ctl store --state Up,Offline,Tombstone`, `pd-ctl member` or `kubectl get jobs -l tidb-gitops.io/reclaim -o json` printed, unedited";
+
+/// Reads one evidence file. Errors name the file, the line and column, and
+/// show the line (cut around the column when it is long).
+pub fn read(name: &str, text: &str) -> Result<File, String> {
+    if text.starts_with('\u{feff}') {
+        return Err(format!(
+            "{name}:1:1: the file starts with a byte order mark (U+FEFF)\n  = help: save it as UTF-8 without a byte order mark; {HELP}"
+        ));
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        let line = text
+            .split('\n')
+            .nth(e.line().saturating_sub(1))
+            .unwrap_or("");
+        let line = line.strip_suffix('\r').unwrap_or(line);
         format!(
-            "{name}: {what}\n  = help: pass the JSON that `pd-ctl store --state Up,Offline,Tombstone`, `pd-ctl member` or `kubectl get jobs -l {LABEL_RECLAIM} -o json` printed, unedited"
+            "{name}:{}:{}: {e}\n  | {}\n  = help: {HELP}",
+            e.line(),
+            e.column(),
+            crate::diag::clip_line(line, e.column()),
         )
-    };
+    })?;
+    let shape = |what: &str| format!("{name}: {what}\n  = help: {HELP}");
     if let Some(stores) = value.get("stores") {
         let list = stores
             .as_array()
@@ -87,6 +111,15 @@ pub fn read(name: &str, text: &str) -> Result<File, String> {
                     "stores[{i}] lacks store.id, store.address or store.state_name"
                 )));
             };
+            // A host name (at most 253 bytes), `:` and a port; anything
+            // longer is no address PD printed.
+            if address.len() > 260 || state.len() > 64 {
+                return Err(shape(&format!(
+                    "stores[{i}] has a store.address of {} bytes or a store.state_name of {} bytes, longer than PD writes them",
+                    address.len(),
+                    state.len()
+                )));
+            }
             out.push((id, address.to_string(), state.to_string()));
         }
         return Ok(File::Stores(out));

@@ -582,6 +582,17 @@ impl<'a> Reader<'a> {
     /// Parses the TOML syntax, reporting every syntax error the parser can
     /// recover from.
     fn document(&mut self) -> Option<DeTable<'a>> {
+        if let Some(at) = too_deep(self.text) {
+            self.diagnostics.push(
+                Diagnostic::error(format!(
+                    "invalid TOML: nested more than {MAX_DEPTH} levels deep"
+                ))
+                .at(self.file, at..at + 1)
+                .label("too deep")
+                .hint("no input of tidb-gitops needs more than a few levels of arrays, inline tables or dotted keys; look for brackets that do not close"),
+            );
+            return None;
+        }
         let (root, errors) = DeTable::parse_recoverable(self.text);
         if errors.is_empty() {
             return Some(root.into_inner());
@@ -975,6 +986,71 @@ fn expand<'s>(
     out
 }
 
+/// How deep arrays, inline tables and dotted keys may nest. Below the TOML
+/// parser's own limit, whose error for dotted keys has no position, and far
+/// above what any input needs.
+pub const MAX_DEPTH: usize = 64;
+
+/// The byte offset where `text` nests arrays and inline tables, or the
+/// parts of one dotted key, more than [`MAX_DEPTH`] deep; checked before
+/// parsing so the error can say where. Strings and comments are skipped;
+/// a syntax error elsewhere is the parser's to report.
+pub fn too_deep(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut dots = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            quote @ (b'"' | b'\'') => {
+                let triple = bytes[i..].starts_with(if quote == b'"' { b"\"\"\"" } else { b"'''" });
+                i += if triple { 3 } else { 1 };
+                while i < bytes.len() {
+                    if quote == b'"' && bytes[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if bytes[i] == quote && (!triple || bytes[i..].starts_with(&[quote; 3])) {
+                        i += if triple { 3 } else { 1 };
+                        // A closing triple quote may be followed by up to two more quotes.
+                        while triple && i < bytes.len() && bytes[i] == quote {
+                            i += 1;
+                        }
+                        break;
+                    }
+                    if !triple && bytes[i] == b'\n' {
+                        break;
+                    }
+                    i += 1;
+                }
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                dots = 0;
+            }
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                dots = 0;
+            }
+            b'.' => dots += 1,
+            b'\n' | b'=' | b',' => dots = 0,
+            _ => {}
+        }
+        if depth > MAX_DEPTH || dots >= MAX_DEPTH {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1063,5 +1139,27 @@ replicas = 1
         assert!(file.is_none());
         assert!(!diags.is_empty());
         assert!(diags[0].message.starts_with("invalid TOML"), "{diags:?}");
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings_and_comments() {
+        let deep = |open: &str, n: usize| format!("x = {}", open.repeat(n));
+        assert_eq!(too_deep(&deep("[", MAX_DEPTH)), None);
+        assert_eq!(too_deep(&deep("[", MAX_DEPTH + 1)), Some(4 + MAX_DEPTH));
+        assert_eq!(
+            too_deep(&deep("{a=", MAX_DEPTH + 1)),
+            Some(4 + 3 * MAX_DEPTH)
+        );
+        let dotted = format!("{} = 1", vec!["a"; MAX_DEPTH + 1].join("."));
+        assert_eq!(too_deep(&dotted), Some(2 * MAX_DEPTH - 1));
+        let quoted = format!(
+            "a = \"{0}\"\nb = '{0}'\nc = \"\"\"{0}\\\"\"\"\"\n# {0}\n",
+            "[{.".repeat(100)
+        );
+        assert_eq!(too_deep(&quoted), None, "{quoted}");
+        assert_eq!(
+            too_deep("[[node.dir]]\npath = \"/a\"\n[x.y.z]\nv = 1.5\n"),
+            None
+        );
     }
 }

@@ -11,6 +11,8 @@ pub mod cron;
 pub mod diag;
 pub mod diff;
 pub mod evidence;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate;
 pub mod graph;
 pub mod input;

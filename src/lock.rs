@@ -296,8 +296,8 @@ pub struct LockEntry {
     /// `pd-N` or `tikv-N`.
     pub id: Sp<String>,
     pub component: Sp<String>,
-    pub node: String,
-    pub path: String,
+    pub node: Sp<String>,
+    pub path: Sp<String>,
     pub state: State,
 }
 
@@ -379,11 +379,29 @@ pub fn parse(text: &str) -> Result<Lock, Vec<Diagnostic>> {
                     .hint(restore),
             );
         }
-        if let Some(other) = dirs.insert((&entry.node, &entry.path), id) {
+        // What the lock names reaches the manifests and pod scripts: it
+        // must pass the rules inventory.toml's names pass.
+        for (what, value, check) in [
+            (
+                "node",
+                &entry.node,
+                crate::names::node_name as fn(&str) -> _,
+            ),
+            ("path", &entry.path, crate::names::host_path),
+        ] {
+            if let Err(e) = check(&value.value) {
+                diagnostics.push(
+                    Diagnostic::error(format!("instance `{id}` has an invalid {what}: {e}"))
+                        .at(F, value.span())
+                        .hint(format!("{}; {restore}", e.hint)),
+                );
+            }
+        }
+        if let Some(other) = dirs.insert((entry.node.as_str(), entry.path.as_str()), id) {
             diagnostics.push(
                 Diagnostic::error(format!(
                     "instances `{other}` and `{id}` both own {}:{}",
-                    entry.node, entry.path
+                    entry.node.value, entry.path.value
                 ))
                 .at(F, entry.id.span())
                 .hint(restore),
@@ -391,8 +409,8 @@ pub fn parse(text: &str) -> Result<Lock, Vec<Diagnostic>> {
         }
         lock.entries.push(Entry {
             id,
-            node: NodeName(entry.node.clone()),
-            path: DirPath(entry.path.clone()),
+            node: NodeName(entry.node.value.clone()),
+            path: DirPath(entry.path.value.clone()),
             state: entry.state,
         });
     }

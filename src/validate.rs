@@ -600,6 +600,7 @@ impl Validator<'_> {
         let limits_q = self.resources(F, &format!("{c}.limits"), limits);
         self.requests_within_limits(c, &requests_q, &limits_q, requests);
         self.tolerations(c, tolerations);
+        self.config_depth(c, config);
         Stateful {
             component,
             replicas: replicas_n,
@@ -614,6 +615,36 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|c| c.value.0.clone())
                 .unwrap_or_default(),
+        }
+    }
+
+    /// A config key is a path of dotted parts and nested tables; one far
+    /// deeper than any component's settings (a quoted key of thousands of
+    /// dots) is an error here, before the config checks walk it.
+    fn config_depth(&mut self, c: &str, config: &Option<Sp<input::ConfigTable>>) {
+        fn deepest(table: &toml::Table, above: usize) -> Option<(String, usize)> {
+            table.iter().find_map(|(key, value)| {
+                let depth = above + key.split('.').count();
+                if depth > crate::input::MAX_DEPTH {
+                    return Some((key.clone(), depth));
+                }
+                match value {
+                    toml::Value::Table(inner) => deepest(inner, depth),
+                    _ => None,
+                }
+            })
+        }
+        let Some(config) = config else { return };
+        if let Some((key, depth)) = deepest(&config.value.0, 0) {
+            self.error(
+                FileKind::Cluster,
+                config.span(),
+                format!(
+                    "the key `{key}` in [{c}.config] is {depth} levels deep, more than {}",
+                    crate::input::MAX_DEPTH
+                ),
+                "component settings are a few levels deep (`log.level`, `storage.block-cache.capacity`); check the key",
+            );
         }
     }
 
@@ -658,6 +689,7 @@ impl Validator<'_> {
                 "a public endpoint with an empty root password is an open database: create a Secret with the password and name it in `root_password_secret`",
             );
         }
+        self.config_depth("tidb", &t.config);
         Tidb {
             replicas,
             requests,
@@ -1022,6 +1054,18 @@ impl Validator<'_> {
 
     fn inventory(&mut self, file: &InventoryFile) -> Inventory {
         const F: FileKind = FileKind::Inventory;
+        // (Not when [[node]] tables are there but failed to read.)
+        let unread = self
+            .diagnostics
+            .iter()
+            .any(|d| d.is_error() && d.file == Some(F));
+        if file.node.is_empty() && !unread {
+            self.diagnostics.push(
+                Diagnostic::error("inventory.toml lists no nodes")
+                    .in_file(F)
+                    .hint("describe each node that may hold PD or TiKV in a [[node]] table with its name and [[node.dir]] directories (`tidb-gitops init` writes an example)"),
+            );
+        }
         let mut nodes: Vec<Node> = Vec::with_capacity(file.node.len());
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for entry in &file.node {

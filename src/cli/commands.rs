@@ -36,9 +36,9 @@ fn compile_folder(
     };
     let mut evidence = Vec::with_capacity(observed.len());
     for path in observed {
-        let read = std::fs::read_to_string(path)
+        let read = std::fs::read(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))
-            .and_then(|text| crate::evidence::read(&path.display().to_string(), &text));
+            .and_then(|bytes| crate::evidence::read_bytes(&path.display().to_string(), &bytes));
         match read {
             Ok(file) => evidence.push(file),
             Err(e) => {

@@ -286,19 +286,16 @@ pub(super) fn read_folder(dir: &Path) -> Result<Folder, (Vec<Diagnostic>, Source
         let path = dir.join(kind.file_name());
         let name = display_path(dir, kind);
         match std::fs::read(&path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(bytes) => match load::decode(kind, &name, bytes) {
                 Ok(text) => {
                     sources.add(kind, name, text);
                     true
                 }
-                Err(e) => {
-                    diagnostics.push(
-                        Diagnostic::error(format!(
-                            "{name} is not UTF-8 text (invalid byte at offset {})",
-                            e.utf8_error().valid_up_to()
-                        ))
-                        .hint("save the file as UTF-8"),
-                    );
+                Err(failed) => {
+                    let (diagnostic, shown) = *failed;
+                    // The text with bad bytes replaced, to show the line.
+                    sources.add(kind, name, shown);
+                    diagnostics.push(diagnostic);
                     false
                 }
             },
