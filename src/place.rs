@@ -270,54 +270,63 @@ impl<'m> Solver<'m> {
                 .filter(|e| e.id.component == Component::Tikv && e.state.runs())
                 .all(|e| observed.stores.get(&e.id).is_some_and(|s| s == "Up"));
         let mut dropped = BTreeSet::new();
+        // Each entry takes every step its evidence allows, so the compile
+        // after is a fixed point: a PD member gone from the list on a node
+        // that left the inventory becomes `gone` and is dropped at once.
+        // Every step moves forward (failed, removing, gone, dropped), so
+        // there are at most three.
         for i in 0..self.entries.len() {
-            let e = &self.entries[i];
-            let id = e.id;
-            let store = observed.stores.get(&id).map(String::as_str);
-            let member_gone = observed
-                .members
-                .as_ref()
-                .is_some_and(|m| !m.contains(&id.to_string()));
-            let step: Option<(Option<State>, &str)> = match (id.component, e.state) {
-                (Component::Tikv, State::Leaving | State::Removing | State::Failed)
-                    if store == Some("Tombstone") =>
-                {
-                    Some((Some(State::Gone), "PD lists its store as Tombstone"))
-                }
-                (Component::Tikv, State::Failed) if running_up => Some((
-                    Some(State::Removing),
-                    "every running store is Up, the replacements included: its store is deleted through PD",
-                )),
-                (Component::Pd, State::Leaving | State::Failed) if member_gone => {
-                    Some((Some(State::Gone), "PD's member list no longer names it"))
-                }
-                (_, State::Gone) if observed.reclaimed.contains(&id) => {
-                    Some((None, "its reclaim Job succeeded; the directory is free"))
-                }
-                (_, State::Gone) if self.model.cluster.reclaimed.contains(&id) => Some((
-                    None,
-                    "[[reclaimed]] in cluster.toml declares its directory free",
-                )),
-                (_, State::Gone) if nodes.binary_search_by(|n| n.name.cmp(&e.node)).is_err() => {
-                    Some((
-                        None,
-                        "its node left the inventory: nothing is left to reclaim",
-                    ))
-                }
-                _ => None,
-            };
-            if let Some((to, why)) = step {
-                match to {
-                    Some(state) => self.entries[i].state = state,
-                    None => {
-                        dropped.insert(i);
+            for _ in 0..3 {
+                let e = &self.entries[i];
+                let id = e.id;
+                let store = observed.stores.get(&id).map(String::as_str);
+                let member_gone = observed
+                    .members
+                    .as_ref()
+                    .is_some_and(|m| !m.contains(&id.to_string()));
+                let step: Option<(Option<State>, &str)> = match (id.component, e.state) {
+                    (Component::Tikv, State::Leaving | State::Removing | State::Failed)
+                        if store == Some("Tombstone") =>
+                    {
+                        Some((Some(State::Gone), "PD lists its store as Tombstone"))
                     }
-                }
+                    (Component::Tikv, State::Failed) if running_up => Some((
+                        Some(State::Removing),
+                        "every running store is Up, the replacements included: its store is deleted through PD",
+                    )),
+                    (Component::Pd, State::Leaving | State::Failed) if member_gone => {
+                        Some((Some(State::Gone), "PD's member list no longer names it"))
+                    }
+                    (_, State::Gone) if observed.reclaimed.contains(&id) => {
+                        Some((None, "its reclaim Job succeeded; the directory is free"))
+                    }
+                    (_, State::Gone) if self.model.cluster.reclaimed.contains(&id) => Some((
+                        None,
+                        "[[reclaimed]] in cluster.toml declares its directory free",
+                    )),
+                    (_, State::Gone)
+                        if nodes.binary_search_by(|n| n.name.cmp(&e.node)).is_err() =>
+                    {
+                        Some((
+                            None,
+                            "its node left the inventory: nothing is left to reclaim",
+                        ))
+                    }
+                    _ => None,
+                };
+                let Some((to, why)) = step else { break };
                 self.events.push(Event::Advanced {
                     id,
                     to,
                     why: why.to_string(),
                 });
+                match to {
+                    Some(state) => self.entries[i].state = state,
+                    None => {
+                        dropped.insert(i);
+                        break;
+                    }
+                }
             }
         }
         if !dropped.is_empty() {
