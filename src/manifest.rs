@@ -32,6 +32,7 @@ pub const TIKV_START_SH: &str = include_str!("pod/tikv-start.sh");
 pub const TIKV_PRESTOP_SH: &str = include_str!("pod/tikv-prestop.sh");
 pub const PD_PRESTOP_SH: &str = include_str!("pod/pd-prestop.sh");
 pub const PD_API_SH: &str = include_str!("pod/pd-api.sh");
+pub const PD_HTTP_SH: &str = include_str!("pod/pd-http.sh");
 pub const STORE_DELETE_SH: &str = include_str!("pod/store-delete.sh");
 pub const PD_MEMBER_DELETE_SH: &str = include_str!("pod/pd-member-delete.sh");
 pub const RECLAIM_SH: &str = include_str!("pod/reclaim.sh");
@@ -41,6 +42,7 @@ pub const RECLAIM_SH: &str = include_str!("pod/reclaim.sh");
 pub fn day2_scripts() -> &'static [(&'static str, &'static str)] {
     &[
         ("pd-api.sh", PD_API_SH),
+        ("pd-http.sh", PD_HTTP_SH),
         ("pd-member-delete.sh", PD_MEMBER_DELETE_SH),
         ("reclaim.sh", RECLAIM_SH),
         ("store-delete.sh", STORE_DELETE_SH),

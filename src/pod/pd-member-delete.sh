@@ -68,44 +68,9 @@ for v in POLL_SECONDS RETRY_SECONDS RETRY_MAX_SECONDS HTTP_TIMEOUT_SECONDS; do
 done
 PD_URL="${PD_URL%/}"
 
-# millis SECONDS: the whole milliseconds of a number of seconds like 2.5.
-millis() {
-  local whole="${1%%.*}" frac=""
-  if [[ "$1" == *.* ]]; then frac="${1#*.}"; fi
-  frac="${frac}000"
-  printf '%s\n' "$((10#$whole * 1000 + 10#${frac:0:3}))"
-}
-
-# http_call METHOD URL: one request, no proxy. Prints the reply's body, then a
-# line with the HTTP status (000 when there was no reply). The body goes out
-# on fd 3 while the headers that -S prints on stderr are read for the status,
-# which is printed once wget is gone, so it comes last. --content-on-error
-# keeps the body of a 4xx/5xx reply: PD says there why it refuses.
-http_call() {
-  {
-    wget -S -q -O - --content-on-error --no-proxy -t 1 -T "$HTTP_TIMEOUT_SECONDS" \
-      --method="$1" "$2" 2>&1 >&3 3>&- | http_status 3>&-
-  } 3>&1
-}
-
-# http_status: the last status line among wget's headers on stdin (the last
-# one, in case of redirects), after a newline.
-http_status() {
-  local line code=000 re='^ *HTTP/[0-9.]+ ([0-9]{3})'
-  while IFS= read -r line; do
-    if [[ "$line" =~ $re ]]; then code="${BASH_REMATCH[1]}"; fi
-  done
-  printf '\n%s\n' "$code"
-}
-
-# request METHOD PATH: one call to PD; sets code (the HTTP status, 000 for no
-# reply) and body.
-request() {
-  local out
-  out="$(http_call "$1" "$PD_URL$2")" || true
-  code="${out##*$'\n'}"
-  body="${out%$'\n'*}"
-}
+# millis, http_call and request come from pd-http.sh, next to this script.
+# shellcheck source-path=SCRIPTDIR source=pd-http.sh
+source "${BASH_SOURCE[0]%/*}/pd-http.sh"
 
 # body_jq ARGS...: jq ARGS on the last reply's body, its complaints dropped.
 # A pipe, not a here-string: bash writes a long here-string to a temp file.
